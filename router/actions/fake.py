@@ -1,0 +1,87 @@
+"""`fake`: answer locally with a complete, valid reply in the request's own protocol."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from router.exchange import Exchange
+from router.jsonutil import dumps
+from router.protocols.base import Reply
+from router.registry import ActionSpec, BuildContext
+from router.state import RouterState
+
+SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "text": {"type": "string"},
+        "json": {"type": "object"},
+        "title_from_prompt": {"type": "boolean"},
+        "status": {"type": "integer", "minimum": 100, "maximum": 599},
+        "stop_reason": {"type": "string"},
+    },
+    "description": "one of text, json, title_from_prompt, or a bare status for probes",
+}
+
+_SESSION = re.compile(r"<session>(.*?)</session>", re.DOTALL)
+_TAGGED = re.compile(r"<([\w-]+)>.*?</\1>", re.DOTALL)
+_WORD = re.compile(r"[^\W_][\w'./+#-]*")
+TITLE_WORDS = 6
+TITLE_CHARS = 50
+
+
+def title_from_prompt(prompt: str) -> str:
+    """A short sentence-case title made from the user's own first words."""
+    inside = _SESSION.search(prompt)
+    text = inside.group(1) if inside else _TAGGED.sub(" ", prompt)
+    words: list[str] = []
+    for word in _WORD.findall(text):
+        if len(" ".join([*words, word])) > TITLE_CHARS or len(words) == TITLE_WORDS:
+            break
+        words.append(word.rstrip(".,;:"))
+    title = " ".join(w for w in words if w)
+    return title[:1].upper() + title[1:] if title else "New session"
+
+
+@dataclass(frozen=True)
+class Fake:
+    """A compiled fake: fixed text, a JSON object, a title from the prompt, or a bare status."""
+
+    text: str | None
+    json_value: dict[str, Any] | None
+    title: bool
+    status: int | None
+    stop_reason: str | None
+
+    async def run(self, ex: Exchange, state: RouterState) -> web.StreamResponse:
+        """Answer without the upstream."""
+        if self.status is not None and self.text is None and self.json_value is None and not self.title:
+            return web.Response(status=self.status)
+        if self.title:
+            title = title_from_prompt(ex.view.user)
+            text = dumps({"title": title}) if ex.protocol.wants_json(ex) else title
+        elif self.json_value is not None:
+            text = dumps(self.json_value)
+        else:
+            text = self.text or ""
+        stop_reason = self.stop_reason or ex.protocol.stop_reasons[0]
+        if stop_reason not in ex.protocol.stop_reasons:
+            stop_reason = ex.protocol.stop_reasons[0]
+        return await ex.protocol.send_reply(ex, Reply(text, stop_reason))
+
+
+def build(options: dict[str, Any], context: BuildContext) -> Fake:
+    """Check that exactly one kind of answer is asked for."""
+    kinds = [k for k in ("text", "json", "title_from_prompt") if options.get(k) not in (None, False)]
+    if len(kinds) > 1:
+        raise ValueError(f"choose one of text, json, title_from_prompt (got {', '.join(kinds)})")
+    if not kinds and "status" not in options:
+        raise ValueError("say what to answer: text, json, title_from_prompt, or status (for probes)")
+    return Fake(options.get("text"), options.get("json"), bool(options.get("title_from_prompt")), options.get("status"), options.get("stop_reason"))
+
+
+SPEC = ActionSpec("fake", SCHEMA, build, terminal=True, help="answer locally in the request's protocol")

@@ -1,0 +1,43 @@
+"""`reject`: answer with a protocol-correct error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from router.errors import RouterError
+from router.exchange import Exchange
+from router.registry import ActionSpec, BuildContext
+from router.state import RouterState
+
+SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "message": {"type": "string", "minLength": 1},
+        "type": {"type": "string", "description": "protocol error type; derived from status when left out"},
+    },
+    "required": ["message"],
+}
+
+
+@dataclass(frozen=True)
+class Reject:
+    """A compiled reject: status, message, optional protocol error type."""
+
+    status: int
+    message: str
+    error_type: str | None
+
+    async def run(self, ex: Exchange, state: RouterState) -> NoReturn:
+        """Raise the error; the handler renders it in the client's protocol."""
+        raise RouterError(self.status, self.message, self.error_type)
+
+
+def build(options: dict[str, Any], context: BuildContext) -> Reject:
+    """Default to 400."""
+    return Reject(options.get("status", 400), options["message"], options.get("type"))
+
+
+SPEC = ActionSpec("reject", SCHEMA, build, terminal=True, help="answer with an error")

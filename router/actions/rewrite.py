@@ -1,0 +1,77 @@
+"""`rewrite`: edit the request (model, volatile system text, rejected fields, limits, headers).
+
+Not terminal: the rule's answering action (usually forward) runs next; a rule with only a
+rewrite forwards to the default upstream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from router.exchange import Exchange
+from router.registry import ActionSpec, BuildContext
+from router.state import RouterState
+
+BILLING_HEADER_PREFIX = "x-anthropic-billing-header:"
+
+SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "minProperties": 1,
+    "properties": {
+        "model": {"type": "string", "minLength": 1},
+        "drop_billing_header": {"type": "boolean"},
+        "drop_system_prefix": {"type": "array", "items": {"type": "string", "minLength": 1}},
+        "fold_system_messages": {"type": "boolean"},
+        "drop_fields": {"type": "array", "items": {"type": "string", "minLength": 1}},
+        "max_tokens": {"type": "integer", "minimum": 1},
+        "headers": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
+    },
+}
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """A compiled rewrite."""
+
+    model: str | None
+    drop_prefixes: tuple[str, ...]
+    fold_system_messages: bool
+    drop_fields: tuple[str, ...]
+    max_tokens: int | None
+    headers: tuple[tuple[str, str | None], ...]
+
+    async def run(self, ex: Exchange, state: RouterState) -> None:
+        """Edit the parsed body and the outgoing headers; go on to the next action."""
+        ex.header_edits.update(self.headers)
+        body, protocol = ex.body, ex.protocol
+        if not isinstance(body, dict):
+            return None
+        changed = [
+            self.model is not None and protocol.set_model(body, self.model),
+            *[protocol.drop_system_blocks(body, prefix) for prefix in self.drop_prefixes],
+            self.fold_system_messages and protocol.fold_system_messages(body),
+            bool(self.drop_fields) and protocol.drop_fields(body, list(self.drop_fields)),
+            self.max_tokens is not None and protocol.cap_max_tokens(body, self.max_tokens),
+        ]
+        ex.body_changed = ex.body_changed or any(changed)
+        return None
+
+
+def build(options: dict[str, Any], context: BuildContext) -> Rewrite:
+    """Collect the edits."""
+    prefixes = list(options.get("drop_system_prefix", []))
+    if options.get("drop_billing_header"):
+        prefixes.insert(0, BILLING_HEADER_PREFIX)
+    return Rewrite(
+        options.get("model"),
+        tuple(prefixes),
+        bool(options.get("fold_system_messages")),
+        tuple(options.get("drop_fields", [])),
+        options.get("max_tokens"),
+        tuple((options.get("headers") or {}).items()),
+    )
+
+
+SPEC = ActionSpec("rewrite", SCHEMA, build, terminal=False, help="edit the request, then continue")

@@ -1,0 +1,128 @@
+"""The aiohttp application: one handler runs every request through the live rule table."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from router.config import RouterConfig
+from router.errors import BadRequest, RouterError
+from router.exchange import Exchange
+from router.log import logger, request_line
+from router.registry import Registry, builtin_registry
+from router.state import RouterState
+
+STATE = web.AppKey("ghost_router_state", RouterState)
+CLIENT_CLOSED = 499  # nginx's code for "client closed the request", used in the log only
+
+
+def build_app(config: RouterConfig, registry: Registry | None = None, verbose: bool = False) -> web.Application:
+    """An application serving CONFIG's rules; start it with handler cancellation (see router.server)."""
+    app = web.Application(client_max_size=config.max_body)
+    app[STATE] = RouterState(registry or builtin_registry(), config, verbose)
+    app.cleanup_ctx.append(_client_session)
+    app.router.add_get("/_router/status", status_view)
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app
+
+
+async def _client_session(app: web.Application) -> AsyncIterator[None]:
+    """One upstream HTTP client per app: no cookies, no decompression, no redirects, no env proxies."""
+    state = app[STATE]
+    state.session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+        skip_auto_headers=("Accept-Encoding", "User-Agent"),
+    )
+    yield
+    await state.session.close()
+
+
+async def status_view(request: web.Request) -> web.Response:
+    """GET /_router/status: rules file, load state, hit counts, queues."""
+    return web.json_response(request.app[STATE].status())
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    """Parse once, pick the first matching rule, run its actions; answer errors in the client's protocol."""
+    state = request.app[STATE]
+    config = state.config  # this request finishes under the table it started with
+    protocol, kind = state.registry.protocol_for(request.method, request.path)
+    ex = Exchange(request, protocol, kind)
+    state.requests += 1
+    try:
+        try:
+            response = await _route(ex, state, config)
+        except RouterError as error:
+            response = await _answer_error(ex, error)
+        ex.status = ex.status or response.status
+        if isinstance(response, web.Response) and isinstance(response.body, bytes):
+            ex.bytes_out = len(response.body)
+        elif not ex.bytes_out:
+            ex.bytes_out = response.body_length
+        return response
+    except (asyncio.CancelledError, ConnectionResetError):
+        ex.status, ex.note = CLIENT_CLOSED, "client closed the connection"
+        raise
+    finally:
+        logger.info(request_line(ex, state.verbose))
+
+
+async def _route(ex: Exchange, state: RouterState, config: RouterConfig) -> web.StreamResponse:
+    try:
+        ex.raw = await ex.request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise RouterError(
+            413,
+            f"ghost-router: request body is larger than the {config.max_body} byte limit. "
+            "Raise limits.max_body in the rules file (or --max-body).",
+            "request_too_large",
+        ) from None
+    if ex.kind is not None:
+        if not ex.raw:
+            raise BadRequest("request body is empty; expected a JSON object")
+        try:
+            ex.body = json.loads(ex.raw)
+        except ValueError as exc:
+            raise BadRequest(f"request body is not valid JSON: {exc}") from None
+        ex.view, ex.client = ex.protocol.parse(ex.kind, ex.body, ex.headers)
+    rule = config.table.match(ex)
+    if rule is None:
+        state.hits["-"] += 1
+        raise RouterError(
+            404,
+            f"ghost-router: no rule in {config.source} matches {ex.method} {ex.path}. "
+            "Add a rule for it, or a last catch-all rule `match: {}` that forwards (docs/rules.md).",
+            "not_found_error",
+        )
+    state.hits[rule.name] += 1
+    ex.rule, ex.why = rule.name, rule.why()
+    ex.action = "+".join(name for name, _ in rule.actions)
+    for _, action in rule.actions:
+        response = await action.run(ex, state)
+        if response is not None:
+            return response
+    raise AssertionError(f"rule {rule.name} ended without an answering action")  # the loader prevents this
+
+
+async def _answer_error(ex: Exchange, error: RouterError) -> web.StreamResponse:
+    """Render ERROR; once headers are out, an SSE stream gets an error event, anything else is cut."""
+    ex.status = error.status
+    ex.note = error.message if len(error.message) <= 300 else error.message[:297] + "..."
+    response = ex.response
+    if response is None or not response.prepared:
+        return ex.protocol.error_response(error, f"req_ghost{ex.id}")
+    try:
+        if response.content_type == "text/event-stream":
+            await response.write(ex.protocol.sse_error_event(error))
+            await response.write_eof()
+        elif ex.request.transport is not None:
+            ex.request.transport.close()  # a truncated non-stream body must not look complete
+    except ConnectionResetError:
+        ex.note += " (client also gone)"
+    return response

@@ -1,0 +1,209 @@
+"""Loading a rules file: YAML with line numbers, JSON Schema validation, then compilation.
+
+Every problem becomes one RulesError line: `FILE:LINE: rule #N 'name': field.path: what is wrong`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from router.errors import RulesError
+from router.registry import BuildContext, Registry
+from router.rules.engine import Condition, Rule, RuleTable
+from router.rules.schema import build_schema
+from router.units import parse_duration, parse_size
+from router.upstream.pool import UpstreamConfig
+
+EMBEDDED_SOURCE = "<embedded default rules>"
+DEFAULT_UPSTREAM = ("local", "http://127.0.0.1:8080")
+DEFAULT_MAX_BODY = 64 * 1024 * 1024
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    """A loaded, validated and compiled rules file."""
+
+    source: str
+    upstreams: dict[str, UpstreamConfig]
+    default_upstream: str
+    table: RuleTable
+    max_body: int = DEFAULT_MAX_BODY
+    loaded_at: float = field(default_factory=time.time)
+
+
+def embedded_rules_text() -> str:
+    """The default rule table shipped inside the package."""
+    return resources.files("router").joinpath("default_rules.yaml").read_text(encoding="utf-8")
+
+
+def load_config(path: str | os.PathLike[str] | None, registry: Registry, upstream_url: str | None = None) -> RouterConfig:
+    """Load PATH (or the embedded default when None); UPSTREAM_URL overrides the default upstream's URL."""
+    if path is None:
+        return parse_config(embedded_rules_text(), EMBEDDED_SOURCE, registry, upstream_url)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RulesError(f"{path}: cannot read rules file: {exc.strerror or exc}") from None
+    return parse_config(text, str(path), registry, upstream_url)
+
+
+def parse_config(text: str, source: str, registry: Registry, upstream_url: str | None = None) -> RouterConfig:
+    """Parse, validate and compile rules-file TEXT; SOURCE names it in errors."""
+    node, data = _read_yaml(text, source)
+    where = _Locator(source, node, data)
+    if not isinstance(data, dict):
+        raise RulesError(f"{source}:1: the rules file must be a mapping with a 'rules:' list (see docs/rules.md)")
+    error = _first_schema_error(build_schema(registry), data)
+    if error is not None:
+        raise where.error(*error)
+    upstreams, default = _upstreams(data, where, upstream_url)
+    context = BuildContext(frozenset(upstreams), default)
+    rules = tuple(_compile_rule(index, raw, registry, context, where) for index, raw in enumerate(data["rules"]))
+    names = [r.name for r in rules]
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            raise where.error(["rules", index, "name"], f"duplicate rule name {name!r}; rule names must be unique")
+    max_body = parse_size(data.get("limits", {}).get("max_body", DEFAULT_MAX_BODY))
+    return RouterConfig(source, upstreams, default, RuleTable(rules), max_body)
+
+
+def _read_yaml(text: str, source: str) -> tuple[yaml.Node | None, Any]:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f"{mark.line + 1}:{mark.column + 1}" if mark else "1"
+        raise RulesError(f"{source}:{line}: invalid YAML: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise RulesError(f"{source}: invalid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+    return node, data
+
+
+def _first_schema_error(schema: dict[str, Any], data: Any) -> tuple[list[Any], str] | None:
+    """The most relevant schema violation as (path, message), or None."""
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(data), key=lambda e: (list(map(str, e.absolute_path)), -len(e.absolute_path)))
+    if not errors:
+        return None
+    error = jsonschema.exceptions.best_match(errors, key=jsonschema.exceptions.relevance)
+    path = list(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = [key for key in error.instance if key not in allowed]
+        path.append(extra[0])
+        kind = {"match": "matcher", "action": "action"}.get(str(path[-2]) if len(path) > 1 else "", "field")
+        return path, f"unknown {kind} {extra[0]!r}; allowed: {', '.join(allowed)}"
+    if error.validator == "required":
+        return path, f"{error.message}"
+    description = error.schema.get("description") if isinstance(error.schema, dict) else None
+    if error.validator in ("anyOf", "oneOf", "pattern") and description:
+        return path, f"{error.instance!r} is not valid here; expected {description}"
+    return path, error.message
+
+
+def _upstreams(data: dict[str, Any], where: _Locator, upstream_url: str | None) -> tuple[dict[str, UpstreamConfig], str]:
+    raw = data.get("upstreams") or {DEFAULT_UPSTREAM[0]: {"url": DEFAULT_UPSTREAM[1]}}
+    default = data.get("default_upstream", next(iter(raw)))
+    if default not in raw:
+        raise where.error(["default_upstream"], f"unknown upstream {default!r}; defined upstreams: {', '.join(raw)}")
+    upstreams = {}
+    for name, options in raw.items():
+        headers = []
+        for header, value in (options.get("headers") or {}).items():
+            try:
+                headers.append((header, _ENV_REF.sub(lambda m: os.environ[m.group(1)], value)))
+            except KeyError as exc:
+                raise where.error(["upstreams", name, "headers", header], f"environment variable {exc.args[0]} is not set") from None
+        url = upstream_url if (upstream_url and name == default) else options["url"]
+        upstreams[name] = UpstreamConfig(
+            name=name,
+            url=url.rstrip("/"),
+            max_concurrency=options.get("max_concurrency", 1),
+            max_queue=options.get("max_queue", 256),
+            queue_timeout=parse_duration(options.get("queue_timeout", 900)),
+            connect_timeout=parse_duration(options.get("connect_timeout", 10)),
+            idle_timeout=parse_duration(options.get("idle_timeout", 600)),
+            keepalive=parse_duration(options.get("keepalive", 10)),
+            headers=tuple(headers),
+            forward_client_auth=options.get("forward_client_auth", False),
+        )
+    return upstreams, default
+
+
+def _compile_rule(index: int, raw: dict[str, Any], registry: Registry, context: BuildContext, where: _Locator) -> Rule:
+    base = ["rules", index]
+    conditions = []
+    for name, value in (raw.get("match") or {}).items():
+        try:
+            conditions.append(Condition(name, value, registry.matchers[name].compile(value)))
+        except ValueError as exc:
+            raise where.error([*base, "match", name], str(exc)) from None
+    edits, answers = [], []
+    for name, options in raw["action"].items():
+        spec = registry.actions[name]
+        try:
+            compiled = spec.build(options, context)
+        except ValueError as exc:
+            raise where.error([*base, "action", name], str(exc)) from None
+        (answers if spec.terminal else edits).append((name, compiled))
+    if len(answers) > 1:
+        terminal = ", ".join(n for n, s in registry.actions.items() if s.terminal)
+        raise where.error(
+            [*base, "action"],
+            f"a rule answers once: use one of {terminal} (got {', '.join(n for n, _ in answers)}); "
+            "edits like rewrite may come before it",
+        )
+    if not answers:  # edits only: forward to the default upstream
+        answers.append(("forward", registry.actions["forward"].build(None, context)))
+    return Rule(index, raw.get("name") or f"#{index + 1}", where.line(base), tuple(conditions), tuple(edits + answers))
+
+
+class _Locator:
+    """Turns a data path into `FILE:LINE: rule #N 'name': field` using the YAML node marks."""
+
+    def __init__(self, source: str, node: yaml.Node | None, data: Any) -> None:
+        self.source, self.node, self.data = source, node, data
+
+    def line(self, path: list[Any]) -> int | None:
+        """1-based line of the value (or key) at PATH, as deep as the file goes."""
+        node = self.node
+        line = node.start_mark.line + 1 if node is not None else None
+        for part in path:
+            if isinstance(node, yaml.MappingNode):
+                pair = next(((k, v) for k, v in node.value if k.value == str(part)), None)
+                if pair is None:
+                    break
+                line, node = pair[0].start_mark.line + 1, pair[1]
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+                node = node.value[part]
+                line = node.start_mark.line + 1
+            else:
+                break
+        return line
+
+    def error(self, path: list[Any], message: str) -> RulesError:
+        """A one-line error for PATH."""
+        location = f"{self.source}:{self.line(path) or 1}"
+        if len(path) >= 2 and path[0] == "rules" and isinstance(path[1], int):
+            index = path[1]
+            raw = self.data["rules"][index] if isinstance(self.data.get("rules"), list) else {}
+            name = raw.get("name") if isinstance(raw, dict) else None
+            rule = f"rule #{index + 1}" + (f" {name!r}" if isinstance(name, str) else "")
+            field = ".".join(map(str, path[2:])) or "(the rule itself)"
+            return RulesError(f"{location}: {rule}: {field}: {message}")
+        field = ".".join(map(str, path)) or "(top level)"
+        return RulesError(f"{location}: {field}: {message}")

@@ -1,0 +1,38 @@
+"""Errors a request can meet, carried to the client in its own protocol's error shape."""
+
+from __future__ import annotations
+
+
+class RouterError(Exception):
+    """An error answered to the client: HTTP status, protocol error type (optional) and message."""
+
+    def __init__(self, status: int, message: str, error_type: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.error_type = error_type
+
+
+class BadRequest(RouterError):
+    """The request body is not something the protocol accepts (400)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(400, message, "invalid_request_error")
+
+
+class Overloaded(RouterError):
+    """The upstream queue is full or the wait ran past queue_timeout (529: clients retry it)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(529, message, "overloaded_error")
+
+
+class UpstreamUnavailable(RouterError):
+    """The upstream could not be reached or did not answer in time (502/504)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(status, message, "api_error")
+
+
+class RulesError(Exception):
+    """A rules file that cannot be loaded; the message is one line naming file, line, rule and field."""

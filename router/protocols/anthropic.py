@@ -1,0 +1,293 @@
+"""The Anthropic Messages API (what Claude Code speaks): /v1/messages and /v1/messages/count_tokens."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any, ClassVar
+
+from aiohttp import web
+from multidict import CIMultiDictProxy
+
+from router.errors import BadRequest, RouterError
+from router.exchange import Exchange, RequestView
+from router.jsonutil import dumps
+from router.protocols.base import Protocol, Reply
+from router.tokens import estimate_tokens, quick_estimate
+
+# https://docs.anthropic.com/en/api/errors
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+
+_PATHS = {"/v1/messages": "messages", "/v1/messages/count_tokens": "count_tokens"}
+
+
+def error_type_for(status: int) -> str:
+    """The Anthropic error type for an HTTP status."""
+    return ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number"
+    )
+
+
+def _expect(value: Any, kind: type | tuple[type, ...], field: str, what: str) -> None:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        raise BadRequest(f"{field}: expected {what}, got {_type_name(value)}")
+
+
+def content_text(content: Any) -> str:
+    """The text of a message's content: a string, or the text blocks of a block list."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            block.get("text", "") for block in content if isinstance(block, dict) and block.get("type") == "text"
+        )
+    return ""
+
+
+def _sse(event: str, data: dict[str, Any]) -> str:
+    return f"event: {event}\ndata: {dumps(data)}\n\n"
+
+
+class AnthropicMessages(Protocol):
+    """Adapter for Anthropic's Messages API, streaming and not, plus token counting."""
+
+    name: ClassVar[str] = "anthropic"
+    stop_reasons: ClassVar[tuple[str, ...]] = ("end_turn", "max_tokens", "stop_sequence", "refusal")
+
+    def kind_of(self, method: str, path: str) -> str | None:
+        """Messages and count_tokens, POST only."""
+        return _PATHS.get(path.rstrip("/")) if method == "POST" else None
+
+    def parse(self, kind: str, body: Any, headers: CIMultiDictProxy[str]) -> tuple[RequestView, str]:
+        """Check the fields the router reads and build the matcher view."""
+        _expect(body, dict, "body", "a JSON object")
+        if "model" not in body:
+            raise BadRequest("model: field required")
+        _expect(body["model"], str, "model", "a string")
+        if "messages" not in body:
+            raise BadRequest("messages: field required")
+        messages = body["messages"]
+        _expect(messages, list, "messages", "an array of messages")
+        system_parts = [self._system_text(body.get("system"))]
+        user = ""
+        for index, message in enumerate(messages):
+            _expect(message, dict, f"messages.{index}", "an object with role and content")
+            role, content = message.get("role"), message.get("content")
+            _expect(role, str, f"messages.{index}.role", "a string")
+            _expect(content, (str, list), f"messages.{index}.content", "a string or an array of content blocks")
+            if role == "system":
+                system_parts.append(content_text(content))
+            elif role == "user":
+                user = content_text(content)
+        max_tokens = body.get("max_tokens")
+        if kind == "messages":
+            if max_tokens is None:
+                raise BadRequest("max_tokens: field required")
+            _expect(max_tokens, int, "max_tokens", "an integer")
+        stream = body.get("stream", False)
+        _expect(stream, bool, "stream", "a boolean")
+        tools = body.get("tools") or []
+        _expect(tools, list, "tools", "an array of tools")
+        names = []
+        for index, tool in enumerate(tools):
+            _expect(tool, dict, f"tools.{index}", "an object")
+            names.append(str(tool.get("name", "")))
+        view = RequestView(
+            model=body["model"],
+            system="\n".join(part for part in system_parts if part),
+            user=user,
+            tool_names=tuple(names),
+            stream=stream,
+            max_tokens=max_tokens if isinstance(max_tokens, int) else None,
+        )
+        client = "claude-code" if headers.get("User-Agent", "").startswith("claude-cli") else self.name
+        return view, client
+
+    @staticmethod
+    def _system_text(system: Any) -> str:
+        if system is None:
+            return ""
+        _expect(system, (str, list), "system", "a string or an array of text blocks")
+        return content_text(system)
+
+    # -- answers -------------------------------------------------------------------------------
+
+    def error_body(self, error: RouterError) -> dict[str, Any]:
+        """The JSON error object Anthropic's API returns."""
+        return {"type": "error", "error": {"type": error.error_type or error_type_for(error.status), "message": error.message}}
+
+    def error_response(self, error: RouterError, request_id: str) -> web.Response:
+        """An error in Anthropic's shape with a request-id header."""
+        body = self.error_body(error)
+        body["request_id"] = request_id
+        return web.Response(
+            status=error.status, text=dumps(body), content_type="application/json", headers={"request-id": request_id}
+        )
+
+    def sse_error_event(self, error: RouterError) -> bytes:
+        """An `error` event, as the API sends when a stream fails after it started."""
+        return _sse("error", self.error_body(error)).encode()
+
+    def sse_keepalive_event(self) -> bytes:
+        """A `ping` event: legal anywhere in an Anthropic stream."""
+        return b'event: ping\ndata: {"type": "ping"}\n\n'
+
+    def wants_json(self, ex: Exchange) -> bool:
+        """True when output_config.format (or the older output_format) asks for a JSON schema."""
+        body = ex.body or {}
+        fmt = (body.get("output_config") or {}).get("format") or body.get("output_format") or {}
+        return isinstance(fmt, dict) and fmt.get("type") == "json_schema"
+
+    def _message(self, ex: Exchange, reply: Reply, streaming: bool) -> dict[str, Any]:
+        return {
+            "id": f"msg_ghost{secrets.token_hex(10)}",
+            "type": "message",
+            "role": "assistant",
+            "model": ex.view.model or "ghost-router",
+            "content": [] if streaming else [{"type": "text", "text": reply.text}],
+            "stop_reason": None if streaming else reply.stop_reason,
+            "stop_sequence": None,
+            "usage": {
+                "input_tokens": quick_estimate(len(ex.raw)),
+                "output_tokens": 1 if streaming else estimate_tokens(reply.text),
+            },
+        }
+
+    async def send_reply(self, ex: Exchange, reply: Reply) -> web.StreamResponse:
+        """A complete message, or the full SSE event sequence when the request streams."""
+        headers = {"request-id": f"req_ghost{ex.id}"}
+        if not ex.view.stream:
+            return web.Response(text=dumps(self._message(ex, reply, False)), content_type="application/json", headers=headers)
+        events = "".join(
+            [
+                _sse("message_start", {"type": "message_start", "message": self._message(ex, reply, True)}),
+                _sse("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+                _sse("ping", {"type": "ping"}),
+                _sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": reply.text}}),
+                _sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
+                _sse(
+                    "message_delta",
+                    {
+                        "type": "message_delta",
+                        "delta": {"stop_reason": reply.stop_reason, "stop_sequence": None},
+                        "usage": {"output_tokens": estimate_tokens(reply.text)},
+                    },
+                ),
+                _sse("message_stop", {"type": "message_stop"}),
+            ]
+        ).encode()
+        response = web.StreamResponse(
+            headers={**headers, "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
+        )
+        response.content_length = len(events)
+        await response.prepare(ex.request)
+        await response.write(events)
+        await response.write_eof()
+        return response
+
+    def count_response(self, ex: Exchange, tokens: int) -> web.Response:
+        """`{"input_tokens": N}` as count_tokens returns it."""
+        return web.Response(text=dumps({"input_tokens": tokens}), content_type="application/json")
+
+    def text_for_counting(self, ex: Exchange) -> str:
+        """System, every message block (text, tool calls and results) and the tool definitions."""
+        body = ex.body or {}
+        parts = [ex.view.system]
+        for message in body.get("messages", []):
+            parts.append(_all_text(message.get("content")))
+        for tool in body.get("tools") or []:
+            parts.append(dumps(tool))
+        return "\n".join(parts)
+
+    # -- rewrites ------------------------------------------------------------------------------
+
+    def cap_max_tokens(self, body: dict[str, Any], cap: int) -> bool:
+        """Lower max_tokens to CAP."""
+        if isinstance(body.get("max_tokens"), int) and body["max_tokens"] > cap:
+            body["max_tokens"] = cap
+            return True
+        return False
+
+    def drop_system_blocks(self, body: dict[str, Any], prefix: str) -> bool:
+        """Remove system blocks (or leading system lines) starting with PREFIX."""
+        system = body.get("system")
+        if isinstance(system, list):
+            kept = [b for b in system if not (isinstance(b, dict) and str(b.get("text", "")).startswith(prefix))]
+            if len(kept) != len(system):
+                body["system"] = kept
+                return True
+        elif isinstance(system, str) and system.startswith(prefix):
+            body["system"] = system.split("\n", 1)[1] if "\n" in system else ""
+            return True
+        return False
+
+    def fold_system_messages(self, body: dict[str, Any]) -> bool:
+        """Move each role:"system" message's text into the user turn before it (or after it)."""
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not any(m.get("role") == "system" for m in messages if isinstance(m, dict)):
+            return False
+        folded: list[dict[str, Any]] = []
+        pending: list[dict[str, Any]] = []  # system text waiting for the next user turn
+        for message in messages:
+            if message.get("role") == "system":
+                block = {"type": "text", "text": content_text(message.get("content"))}
+                if folded and folded[-1].get("role") == "user":
+                    folded[-1] = _with_blocks(folded[-1], after=[block])
+                else:
+                    pending.append(block)
+                continue
+            if pending and message.get("role") == "user":
+                message = _with_blocks(message, before=pending)
+                pending = []
+            folded.append(message)
+        if pending:  # no user turn to carry it: keep it as top-level system text
+            extra = "\n".join(b["text"] for b in pending)
+            system = body.get("system")
+            if isinstance(system, list):
+                body["system"] = [*system, {"type": "text", "text": extra}]
+            else:
+                body["system"] = f"{system}\n{extra}" if system else extra
+        body["messages"] = folded
+        return True
+
+
+def _blocks(content: Any) -> list[Any]:
+    return [{"type": "text", "text": content}] if isinstance(content, str) else list(content or [])
+
+
+def _with_blocks(message: dict[str, Any], before: list[Any] = (), after: list[Any] = ()) -> dict[str, Any]:  # type: ignore[assignment]
+    return {**message, "content": [*before, *_blocks(message.get("content")), *after]}
+
+
+def _all_text(content: Any) -> str:
+    """Every piece of text in a content value, including tool calls and tool results."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return ""
+    parts = []
+    for block in content:
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if kind == "text":
+            parts.append(block.get("text", ""))
+        elif kind == "tool_use":
+            parts.append(f"{block.get('name', '')} {dumps(block.get('input', {}))}")
+        elif kind == "tool_result":
+            parts.append(_all_text(block.get("content")))
+        elif kind in ("thinking", "redacted_thinking"):
+            parts.append(block.get("thinking", ""))
+    return "\n".join(parts)

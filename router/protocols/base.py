@@ -1,0 +1,106 @@
+"""The contract every protocol adapter fulfils, so rules and actions never touch wire formats."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from aiohttp import web
+    from multidict import CIMultiDictProxy
+
+    from router.errors import RouterError
+    from router.exchange import Exchange, RequestView
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A locally made answer: the assistant's text and why it stopped."""
+
+    text: str
+    stop_reason: str = "end_turn"
+
+
+class Protocol:
+    """A client API. Subclasses claim paths, parse bodies and render replies, counts and errors."""
+
+    name: ClassVar[str] = "base"
+    #: the stop reasons a fake may use, first is the default
+    stop_reasons: ClassVar[tuple[str, ...]] = ("end_turn",)
+
+    def kind_of(self, method: str, path: str) -> str | None:
+        """The request kind this adapter handles at METHOD PATH ("messages", ...), or None."""
+        return None
+
+    def parse(self, kind: str, body: Any, headers: CIMultiDictProxy[str]) -> tuple[RequestView, str]:
+        """Validate the JSON body and return the matcher view plus the client name; raise BadRequest."""
+        raise NotImplementedError
+
+    def error_response(self, error: RouterError, request_id: str) -> web.Response:
+        """An HTTP error response in this protocol's error shape."""
+        raise NotImplementedError
+
+    def sse_error_event(self, error: RouterError) -> bytes:
+        """An error as one server-sent event, for failures after a stream has started."""
+        raise NotImplementedError
+
+    def sse_keepalive_event(self) -> bytes | None:
+        """A server-sent event that keeps a queued stream alive without faking content (None: none)."""
+        return None
+
+    async def send_reply(self, ex: Exchange, reply: Reply) -> web.StreamResponse:
+        """Answer the request with a complete local reply, streamed if the request asked for a stream."""
+        raise NotImplementedError
+
+    def count_response(self, ex: Exchange, tokens: int) -> web.Response:
+        """Answer a token-count request."""
+        raise NotImplementedError
+
+    def wants_json(self, ex: Exchange) -> bool:
+        """Whether the client asked for a JSON answer (structured output)."""
+        return False
+
+    def text_for_counting(self, ex: Exchange) -> str:
+        """All the text of the request that the model would see, for token estimates."""
+        raise NotImplementedError
+
+    # Request edits used by the rewrite action. Each returns True when it changed the body.
+
+    def set_model(self, body: dict[str, Any], model: str) -> bool:
+        """Replace the model name."""
+        if body.get("model") == model:
+            return False
+        body["model"] = model
+        return True
+
+    def cap_max_tokens(self, body: dict[str, Any], cap: int) -> bool:
+        """Lower the requested output limit to at most CAP."""
+        return False
+
+    def drop_system_blocks(self, body: dict[str, Any], prefix: str) -> bool:
+        """Remove system text blocks that start with PREFIX (volatile headers that break caching)."""
+        return False
+
+    def fold_system_messages(self, body: dict[str, Any]) -> bool:
+        """Fold role:"system" messages after the first into a neighbouring user turn."""
+        return False
+
+    def drop_fields(self, body: dict[str, Any], fields: list[str]) -> bool:
+        """Remove fields an upstream rejects; dotted paths reach inside, `*` spans a list."""
+        return any([_drop_path(body, dotted.split(".")) for dotted in fields])
+
+
+def _drop_path(node: Any, parts: list[str]) -> bool:
+    """Delete the field at PARTS under NODE; True if anything was deleted."""
+    head, rest = parts[0], parts[1:]
+    if head == "*":
+        children = node if isinstance(node, list) else list(node.values()) if isinstance(node, dict) else []
+        if not rest:
+            return False
+        return any([_drop_path(child, rest) for child in children])
+    if not isinstance(node, dict) or head not in node:
+        return False
+    if not rest:
+        del node[head]
+        return True
+    return _drop_path(node[head], rest)

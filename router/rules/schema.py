@@ -1,0 +1,71 @@
+"""The JSON Schema of the rules file, built from the registered matchers and actions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from router.registry import Registry
+from router.units import DURATION_PATTERN, SIZE_PATTERN
+
+DURATION = {
+    "anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": DURATION_PATTERN}],
+    "description": "seconds, or a string like '250ms', '30s', '15m', '1h'",
+}
+SIZE = {
+    "anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": SIZE_PATTERN}],
+    "description": "bytes, or a string like '512KiB', '64MiB'",
+}
+
+UPSTREAM = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["url"],
+    "properties": {
+        "url": {"type": "string", "pattern": "^https?://[^/\\s]+", "description": "http(s)://host:port[/prefix]"},
+        "max_concurrency": {"type": "integer", "minimum": 1},
+        "max_queue": {"type": "integer", "minimum": 0},
+        "queue_timeout": DURATION,
+        "connect_timeout": DURATION,
+        "idle_timeout": DURATION,
+        "keepalive": DURATION,
+        "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+        "forward_client_auth": {"type": "boolean"},
+    },
+}
+
+
+def build_schema(registry: Registry) -> dict[str, Any]:
+    """The whole-file schema; `match` and `action` accept exactly the registered names."""
+    rule = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["action"],
+        "properties": {
+            "name": {"type": "string", "minLength": 1},
+            "description": {"type": "string"},
+            "match": {
+                "type": ["object", "null"],
+                "additionalProperties": False,
+                "properties": {name: spec.schema for name, spec in registry.matchers.items()},
+            },
+            "action": {
+                "type": "object",
+                "additionalProperties": False,
+                "minProperties": 1,
+                "properties": {name: spec.schema for name, spec in registry.actions.items()},
+            },
+        },
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["rules"],
+        "properties": {
+            "version": {"const": 1},
+            "default_upstream": {"type": "string"},
+            "limits": {"type": "object", "additionalProperties": False, "properties": {"max_body": SIZE}},
+            "upstreams": {"type": "object", "minProperties": 1, "additionalProperties": UPSTREAM},
+            "rules": {"type": "array", "items": rule},
+        },
+    }

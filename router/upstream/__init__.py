@@ -1,0 +1,1 @@
+"""Upstream servers: their priority queues and the streaming proxy that talks to them."""

@@ -1,0 +1,184 @@
+"""Forwarding through an upstream's gate with true streaming: bytes go out as they arrive.
+
+Errors follow the spec: a full queue or a wait past queue_timeout is 529 overloaded_error, an
+unreachable upstream 502 naming its URL, an upstream that dies mid-stream ends the stream with
+an SSE error event, and the upstream's own 4xx/5xx passes through unchanged. A streaming request
+that waits long in the queue gets its response headers early and keep-alive pings meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from router.errors import Overloaded, RouterError, UpstreamUnavailable
+from router.exchange import Exchange
+from router.upstream.pool import Upstream
+from router.upstream.queue import QueueFull, Ticket
+
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
+     "transfer-encoding", "upgrade"}
+)
+REQUEST_HEADERS_SKIPPED = HOP_BY_HOP | {"host", "content-length"}
+CLIENT_AUTH_HEADERS = frozenset({"x-api-key", "authorization"})
+ERROR_BODY_LIMIT = 64 * 1024
+
+
+class UpstreamBroke(RouterError):
+    """The upstream failed after its response had started."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(502, message, "api_error")
+
+
+async def forward(ex: Exchange, upstream: Upstream, priority: str, session: aiohttp.ClientSession) -> web.StreamResponse:
+    """Wait for a slot on UPSTREAM at PRIORITY, then stream the upstream's answer to the client."""
+    ex.priority = priority
+    try:
+        ticket = upstream.gate.enter(priority)
+    except QueueFull as exc:
+        raise Overloaded(
+            f"ghost-router: upstream '{upstream.name}' ({upstream.url}) is busy: {exc}. "
+            "The request was not sent; retry, or raise max_queue in the rules file."
+        ) from None
+    waited = time.perf_counter()
+    try:
+        await _wait_for_slot(ex, ticket, upstream)
+        ex.queue_wait = time.perf_counter() - waited
+        return await _proxy(ex, upstream, session)
+    finally:
+        if ex.queue_wait is None:
+            ex.queue_wait = time.perf_counter() - waited
+        upstream.gate.leave(ticket)
+
+
+async def _wait_for_slot(ex: Exchange, ticket: Ticket, upstream: Upstream) -> None:
+    """Wait for TICKET's grant; a stream that waits past `keepalive` gets headers and pings."""
+    if ticket.granted.done():
+        return
+    loop = asyncio.get_running_loop()
+    config = upstream.config
+    deadline = loop.time() + config.queue_timeout
+    ping = ex.protocol.sse_keepalive_event() if ex.view.stream and config.keepalive > 0 else None
+    next_ping = loop.time() + config.keepalive if ping else float("inf")
+    while not ticket.granted.done():
+        now = loop.time()
+        if now >= deadline:
+            raise Overloaded(
+                f"ghost-router: request waited {config.queue_timeout:g}s in the queue of upstream "
+                f"'{upstream.name}' ({upstream.url}) without a free slot (queue_timeout). "
+                "The upstream is busy with other requests; retry, or raise queue_timeout in the rules file."
+            )
+        await asyncio.wait({ticket.granted}, timeout=min(deadline, next_ping) - now)
+        if ping and not ticket.granted.done() and loop.time() >= next_ping:
+            if ex.response is None:
+                ex.response = web.StreamResponse(
+                    headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
+                )
+                await ex.response.prepare(ex.request)
+                ex.status = 200
+            await ex.response.write(ping)
+            next_ping += config.keepalive
+
+
+def _request_headers(ex: Exchange, upstream: Upstream) -> CIMultiDict[str]:
+    """Client headers minus hop-by-hop ones and (unless configured) client keys, plus the rule's edits."""
+    skipped = REQUEST_HEADERS_SKIPPED if upstream.config.forward_client_auth else REQUEST_HEADERS_SKIPPED | CLIENT_AUTH_HEADERS
+    headers = CIMultiDict((k, v) for k, v in ex.headers.items() if k.lower() not in skipped)
+    for name, value in [*upstream.config.headers, *ex.header_edits.items()]:
+        headers.popall(name, None)
+        if value is not None:
+            headers[name] = value
+    return headers
+
+
+def _response_headers(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in HOP_BY_HOP)
+
+
+async def _proxy(ex: Exchange, upstream: Upstream, session: aiohttp.ClientSession) -> web.StreamResponse:
+    config = upstream.config
+    gate = upstream.gate
+    upstream.stats.forwarded += 1
+    upstream.stats.max_seen_in_flight = max(upstream.stats.max_seen_in_flight, gate.in_flight)
+    url = config.url.rstrip("/") + str(ex.request.rel_url)
+    timeout = aiohttp.ClientTimeout(total=None, connect=config.connect_timeout, sock_read=config.idle_timeout)
+    started = time.perf_counter()
+    try:
+        up = await session.request(
+            ex.method, url, data=ex.body_bytes(), headers=_request_headers(ex, upstream),
+            timeout=timeout, allow_redirects=False,
+        )
+    except aiohttp.ClientConnectorError as exc:
+        upstream.stats.errors += 1
+        raise UpstreamUnavailable(
+            502,
+            f"ghost-router could not connect to upstream '{upstream.name}' at {config.url} "
+            f"({exc.os_error.strerror or exc}). Start the server there, or fix upstreams.{upstream.name}.url "
+            "in the rules file (or --upstream).",
+        ) from None
+    except asyncio.TimeoutError:
+        upstream.stats.errors += 1
+        raise UpstreamUnavailable(
+            504,
+            f"ghost-router: upstream '{upstream.name}' at {config.url} sent no response headers within "
+            f"{config.idle_timeout:g}s (idle_timeout). Check the server; raise idle_timeout for slow prompts.",
+        ) from None
+    except aiohttp.ClientError as exc:
+        upstream.stats.errors += 1
+        raise UpstreamUnavailable(
+            502, f"ghost-router: upstream '{upstream.name}' at {config.url} failed before answering: {exc}."
+        ) from None
+    complete = False
+    try:
+        ex.status = up.status
+        if ex.response is None:
+            ex.response = web.StreamResponse(status=up.status, reason=up.reason, headers=_response_headers(up.headers))
+            await ex.response.prepare(ex.request)
+        elif up.status >= 400:
+            raise await _error_from_upstream(up)
+        while True:
+            try:
+                chunk = await up.content.readany()
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                upstream.stats.errors += 1
+                reason = f"sent nothing for {config.idle_timeout:g}s (idle_timeout)" if isinstance(exc, asyncio.TimeoutError) else f"closed the connection ({type(exc).__name__})"
+                raise UpstreamBroke(
+                    f"ghost-router: upstream '{upstream.name}' at {config.url} {reason} in the middle of the "
+                    "response. The answer is incomplete; retry the request."
+                ) from None
+            if not chunk:
+                break
+            await ex.response.write(chunk)
+            ex.bytes_out += len(chunk)
+        complete = True
+        await ex.response.write_eof()
+        return ex.response
+    finally:
+        ex.upstream_time = time.perf_counter() - started
+        if complete:
+            up.release()
+        else:
+            up.close()  # closes the upstream connection: the server sees the request cancelled
+
+
+async def _error_from_upstream(up: aiohttp.ClientResponse) -> RouterError:
+    """The upstream's error as a RouterError, for a stream whose headers already went out."""
+    raw = await up.content.read(ERROR_BODY_LIMIT)
+    message = raw.decode("utf-8", "replace")
+    error_type = None
+    try:
+        error = json.loads(raw).get("error")
+        if isinstance(error, dict):
+            message, error_type = str(error.get("message", message)), error.get("type")
+        elif isinstance(error, str):
+            message = error
+    except (ValueError, AttributeError):
+        pass
+    return RouterError(up.status, message, error_type if isinstance(error_type, str) else None)
