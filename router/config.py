@@ -109,9 +109,12 @@ def _first_schema_error(schema: dict[str, Any], data: Any) -> tuple[list[Any], s
         return path, f"unknown {kind} {extra[0]!r}; allowed: {', '.join(allowed)}"
     if error.validator == "required":
         return path, f"{error.message}"
-    description = error.schema.get("description") if isinstance(error.schema, dict) else None
-    if error.validator in ("anyOf", "oneOf", "pattern") and description:
-        return path, f"{error.instance!r} is not valid here; expected {description}"
+    described: jsonschema.ValidationError | None = error  # the nearest schema that says what it accepts
+    while described is not None:
+        description = described.schema.get("description") if isinstance(described.schema, dict) else None
+        if description and described.validator in ("anyOf", "oneOf", "pattern"):
+            return list(described.absolute_path), f"{described.instance!r} is not valid here; expected {description}"
+        described = described.parent
     return path, error.message
 
 

@@ -29,7 +29,7 @@ SCHEMA = {
 
 _SESSION = re.compile(r"<session>(.*?)</session>", re.DOTALL)
 _TAGGED = re.compile(r"<([\w-]+)>.*?</\1>", re.DOTALL)
-_WORD = re.compile(r"[^\W_][\w'./+#-]*")
+_WORD = re.compile(r"#?[^\W_][\w'./+#-]*")
 TITLE_WORDS = 6
 TITLE_CHARS = 50
 

@@ -9,6 +9,7 @@ that waits long in the queue gets its response headers early and keep-alive ping
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import time
 
@@ -28,6 +29,7 @@ HOP_BY_HOP = frozenset(
 REQUEST_HEADERS_SKIPPED = HOP_BY_HOP | {"host", "content-length"}
 CLIENT_AUTH_HEADERS = frozenset({"x-api-key", "authorization"})
 ERROR_BODY_LIMIT = 64 * 1024
+LARGE_BODY = 1024 * 1024  # aiohttp sends larger bodies in chunks from a BytesIO (it shares the bytes, no copy)
 
 
 class UpstreamBroke(RouterError):
@@ -52,6 +54,9 @@ async def forward(ex: Exchange, upstream: Upstream, priority: str, session: aioh
         await _wait_for_slot(ex, ticket, upstream)
         ex.queue_wait = time.perf_counter() - waited
         return await _proxy(ex, upstream, session)
+    except (asyncio.CancelledError, ConnectionResetError):
+        upstream.stats.cancelled += 1  # the client left, queued or mid-stream
+        raise
     finally:
         if ex.queue_wait is None:
             ex.queue_wait = time.perf_counter() - waited
@@ -109,10 +114,12 @@ async def _proxy(ex: Exchange, upstream: Upstream, session: aiohttp.ClientSessio
     upstream.stats.max_seen_in_flight = max(upstream.stats.max_seen_in_flight, gate.in_flight)
     url = config.url.rstrip("/") + str(ex.request.rel_url)
     timeout = aiohttp.ClientTimeout(total=None, connect=config.connect_timeout, sock_read=config.idle_timeout)
+    body = ex.body_bytes()
     started = time.perf_counter()
     try:
         up = await session.request(
-            ex.method, url, data=ex.body_bytes(), headers=_request_headers(ex, upstream),
+            ex.method, url, data=io.BytesIO(body) if len(body) > LARGE_BODY else body,
+            headers=_request_headers(ex, upstream),
             timeout=timeout, allow_redirects=False,
         )
     except aiohttp.ClientConnectorError as exc:

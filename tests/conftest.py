@@ -1,0 +1,108 @@
+"""Shared fixtures: a real fake upstream and routers built from rules text, all on real sockets."""
+
+from __future__ import annotations
+
+import logging
+import textwrap
+from typing import Any, Awaitable, Callable
+
+import anthropic
+import pytest
+from aiohttp.test_utils import TestServer
+
+from router.app import build_app
+from router.config import parse_config
+from router.registry import builtin_registry
+from tests.fake_upstream import FakeUpstream
+
+RULES = """
+version: 1
+upstreams:
+  local:
+    url: {upstream}
+    max_concurrency: 1
+    max_queue: 256
+    queue_timeout: 30s
+rules:
+  - name: probe
+    match: {{method: HEAD}}
+    action: {{fake: {{status: 200}}}}
+  - name: count-tokens
+    match: {{path: /v1/messages/count_tokens}}
+    action: {{estimate: {{}}}}
+  - name: title
+    match: {{system: "You are naming a coding session"}}
+    action: {{fake: {{title_from_prompt: true}}}}
+  - name: background
+    match: {{model: "claude-*haiku*"}}
+    action: {{forward: {{upstream: local, priority: background}}}}
+  - name: subagent
+    match: {{header: {{x-claude-code-agent-id: "*"}}}}
+    action: {{forward: {{upstream: local, priority: subagent}}}}
+  - name: main
+    match: {{}}
+    action:
+      rewrite: {{model: local-model, drop_billing_header: true}}
+      forward: {{upstream: local, priority: user}}
+"""
+
+
+@pytest.fixture(autouse=True)
+def _quiet_logs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="ghost_router")
+
+
+@pytest.fixture
+async def upstream(aiohttp_server: Any) -> FakeUpstream:
+    """A one-slot fake upstream listening on a real loopback port; `.url` is its base URL."""
+    fake = FakeUpstream(slots=1)
+    server = await aiohttp_server(fake.app())
+    fake.url = str(server.make_url("")).rstrip("/")  # type: ignore[attr-defined]
+    yield fake
+    assert not fake.violations, fake.violations
+
+
+RouterFactory = Callable[..., Awaitable[TestServer]]
+
+
+@pytest.fixture
+def make_router(aiohttp_server: Any, upstream: FakeUpstream) -> RouterFactory:
+    """Start a router on a real port from rules text; `{upstream}` is replaced by the fake's URL."""
+
+    async def make(rules: str = RULES, verbose: bool = True, **values: Any) -> TestServer:
+        text = textwrap.dedent(rules).format(upstream=upstream.url, **values)
+        config = parse_config(text, "test-rules.yaml", builtin_registry())
+        return await aiohttp_server(build_app(config, verbose=verbose))
+
+    return make
+
+
+@pytest.fixture
+async def sdk() -> Callable[..., anthropic.AsyncAnthropic]:
+    """Make anthropic SDK clients pointed at a router (the strict client); closed after the test."""
+    clients: list[anthropic.AsyncAnthropic] = []
+
+    def make(router: TestServer, **kwargs: Any) -> anthropic.AsyncAnthropic:
+        kwargs.setdefault("max_retries", 0)
+        client = anthropic.AsyncAnthropic(base_url=str(router.make_url("")), api_key="sk-test-secret-key", **kwargs)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture
+async def http(aiohttp_client: Any) -> Callable[[TestServer], Awaitable[Any]]:
+    """A raw aiohttp test client for a running router (for bodies the SDK would refuse to send)."""
+
+    async def make(router: TestServer) -> Any:
+        return await aiohttp_client(router)
+
+    return make
+
+
+def user_message(text: str) -> list[dict[str, Any]]:
+    """A one-message conversation."""
+    return [{"role": "user", "content": text}]

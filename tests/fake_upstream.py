@@ -1,0 +1,196 @@
+"""A real test upstream on a real port: speaks the Anthropic Messages API, records what it gets,
+streams in steps the test controls, and fails loudly when more requests arrive than it has slots.
+
+Behaviour per request comes from the `x-test-upstream` header (the router forwards it), a
+comma-separated list of directives:
+  events=N        stream N text deltas (default 3)
+  delay=S         sleep S seconds between deltas
+  hold=NAME       after message_start, wait until the test calls release(NAME)
+  hold_before=NAME  wait for release(NAME) before sending any response headers
+  status=N        answer with this HTTP status and an Anthropic-shaped error
+  die_after=N     stream N deltas, then drop the connection
+  tool=NAME       answer with a tool_use block calling NAME
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class Seen:
+    """One request as the upstream received it."""
+
+    path: str
+    headers: dict[str, str]
+    body: Any
+    arrived: float
+    raw: bytes = b""
+    outcome: str = "running"  # running, done, cancelled, error
+
+    @property
+    def user_text(self) -> str:
+        """Text of the last message, for identifying requests in order checks."""
+        content = self.body["messages"][-1]["content"] if isinstance(self.body, dict) and self.body.get("messages") else ""
+        if isinstance(content, list):
+            return " ".join(b.get("text", "") for b in content if isinstance(b, dict))
+        return content
+
+
+@dataclass
+class FakeUpstream:
+    """The test server's state; `app()` builds its aiohttp application."""
+
+    slots: int = 1
+    in_flight: int = 0
+    max_in_flight: int = 0
+    violations: list[str] = field(default_factory=list)
+    seen: list[Seen] = field(default_factory=list)
+    last_event_sent: dict[int, float] = field(default_factory=dict)
+    _gates: dict[str, asyncio.Event] = field(default_factory=dict)
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def gate(self, name: str) -> asyncio.Event:
+        """The event a `hold=NAME` request waits on."""
+        return self._gates.setdefault(name, asyncio.Event())
+
+    def release(self, name: str) -> None:
+        """Let `hold=NAME` requests go on."""
+        self.gate(name).set()
+
+    async def wait_for(self, count: int, timeout: float = 5.0) -> None:
+        """Wait until COUNT requests have arrived."""
+        deadline = time.monotonic() + timeout
+        while len(self.seen) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"upstream saw {len(self.seen)} requests, expected {count}")
+            await asyncio.sleep(0.005)
+
+    async def wait_outcome(self, index: int, outcome: str, timeout: float = 5.0) -> None:
+        """Wait until request INDEX ends with OUTCOME."""
+        deadline = time.monotonic() + timeout
+        while self.seen[index].outcome != outcome:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"request {index} is {self.seen[index].outcome}, expected {outcome}")
+            await asyncio.sleep(0.005)
+
+    def app(self) -> web.Application:
+        """The aiohttp application."""
+        app = web.Application(client_max_size=256 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Count slots, record, then behave as the directives say."""
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        raw = await request.read()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode(errors="replace")
+        seen = Seen(request.path, dict(request.headers), body, time.monotonic(), raw)
+        self.seen.append(seen)
+        self.started.set()
+        try:
+            if self.in_flight > self.slots:
+                self.violations.append(f"{self.in_flight} requests in flight with {self.slots} slot(s): {request.path}")
+                seen.outcome = "error"
+                return web.json_response(
+                    {"type": "error", "error": {"type": "api_error", "message": "slot overflow"}}, status=500
+                )
+            response = await self._behave(request, seen, _directives(request.headers.get("x-test-upstream", "")))
+            if seen.outcome == "running":
+                seen.outcome = "done"
+            return response
+        except (asyncio.CancelledError, ConnectionResetError):
+            seen.outcome = "cancelled"
+            raise
+        finally:
+            self.in_flight -= 1
+
+    async def _behave(self, request: web.Request, seen: Seen, d: dict[str, str]) -> web.StreamResponse:
+        if "hold_before" in d:
+            await self.gate(d["hold_before"]).wait()
+        if "status" in d:
+            status = int(d["status"])
+            seen.outcome = "error"
+            return web.json_response(
+                {"type": "error", "error": {"type": "upstream_says", "message": f"upstream error {status}"}}, status=status
+            )
+        body = seen.body if isinstance(seen.body, dict) else {}
+        if request.path.endswith("/tokenize"):
+            return web.json_response({"tokens": list(range(len(str(body.get("content", "")).split())))})
+        events = int(d.get("events", 3))
+        delay = float(d.get("delay", 0))
+        model = body.get("model", "upstream-model")
+        if not body.get("stream"):
+            if "hold" in d:
+                await self.gate(d["hold"]).wait()
+            return web.json_response(_message(model, "".join(f"tok{i} " for i in range(events)), d.get("tool")))
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        start = _message(model, "", None)
+        start.update(content=[], stop_reason=None)
+        await response.write(_sse("message_start", {"type": "message_start", "message": start}))
+        if "hold" in d:
+            await self.gate(d["hold"]).wait()
+        index = 0
+        if d.get("tool"):
+            block = {"type": "tool_use", "id": "toolu_test1", "name": d["tool"], "input": {}}
+            await response.write(_sse("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}))
+            delta = {"type": "input_json_delta", "partial_json": json.dumps({"command": "echo hi"})}
+            await response.write(_sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}))
+            await response.write(_sse("content_block_stop", {"type": "content_block_stop", "index": 0}))
+        else:
+            await response.write(_sse("content_block_start", {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}))
+            for i in range(events):
+                if "die_after" in d and i == int(d["die_after"]):
+                    seen.outcome = "died"
+                    assert request.transport is not None
+                    request.transport.abort()
+                    return response
+                if delay:
+                    await asyncio.sleep(delay)
+                delta = {"type": "text_delta", "text": f"tok{i} "}
+                await response.write(_sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}))
+            await response.write(_sse("content_block_stop", {"type": "content_block_stop", "index": index}))
+        stop = "tool_use" if d.get("tool") else "end_turn"
+        await response.write(_sse("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None}, "usage": {"output_tokens": events}}))
+        self.last_event_sent[id(seen)] = time.monotonic()
+        await response.write(_sse("message_stop", {"type": "message_stop"}))
+        await response.write_eof()
+        return response
+
+
+def _directives(header: str) -> dict[str, str]:
+    pairs = [item.split("=", 1) for item in header.split(",") if item.strip()]
+    return {k.strip(): (v[0].strip() if v else "") for k, *v in pairs}
+
+
+def _message(model: str, text: str, tool: str | None) -> dict[str, Any]:
+    content: list[dict[str, Any]] = (
+        [{"type": "tool_use", "id": "toolu_test1", "name": tool, "input": {"command": "echo hi"}}]
+        if tool
+        else [{"type": "text", "text": text}]
+    )
+    return {
+        "id": "msg_upstream",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": "tool_use" if tool else "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 10, "output_tokens": 3},
+    }
+
+
+def _sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
