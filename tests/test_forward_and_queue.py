@@ -15,6 +15,14 @@ def behave(directives: str) -> dict:
     return {"extra_headers": {"x-test-upstream": directives}}
 
 
+async def hold_slot(client, upstream, gate: str) -> asyncio.Task:
+    """Occupy the upstream's only slot with a request that waits for release(GATE)."""
+    body = {"model": "m", "max_tokens": 5, "messages": user_message(gate)}
+    holder = asyncio.create_task(client.post("/v1/messages", json=body, headers={"x-test-upstream": f"hold={gate}"}))
+    await upstream.wait_for(len(upstream.seen) + 1)
+    return holder
+
+
 async def queued(router_server, count: int, upstream: str = "local") -> None:
     """Wait until COUNT requests wait in the router's queue."""
     from router.app import STATE
@@ -205,8 +213,7 @@ KEEPALIVE = RULES.replace("queue_timeout: 30s", "queue_timeout: {timeout}\n    k
 async def test_queued_stream_gets_headers_and_pings_then_the_real_stream(make_router, upstream, http, sdk):
     router = await make_router(KEEPALIVE, timeout="30s")
     client = await http(router)
-    holder = asyncio.create_task(client.post("/v1/messages", json={"model": "m", "max_tokens": 5, "messages": user_message("h")}, headers={"x-test-upstream": "hold=h"}))
-    await upstream.wait_for(1)
+    holder = await hold_slot(client, upstream, "h")
     body = {"model": "m", "max_tokens": 5, "stream": True, "messages": user_message("queued")}
     waiting = await asyncio.wait_for(client.post("/v1/messages", json=body), 5)
     assert waiting.status == 200 and waiting.content_type == "text/event-stream", "headers go out while queued"
@@ -217,8 +224,7 @@ async def test_queued_stream_gets_headers_and_pings_then_the_real_stream(make_ro
     rest = (await waiting.read()).decode()
     assert "event: message_start" in rest and rest.rstrip().endswith('data: {"type": "message_stop"}')
     # and the SDK accepts a stream that begins with pings
-    holder = asyncio.create_task(client.post("/v1/messages", json={"model": "m", "max_tokens": 5, "messages": user_message("h")}, headers={"x-test-upstream": "hold=h2"}))
-    await upstream.wait_for(3)
+    holder = await hold_slot(client, upstream, "h2")
     asyncio.get_running_loop().call_later(0.3, upstream.release, "h2")
     async with sdk(router).messages.stream(model="m", max_tokens=5, messages=user_message("sdk")) as s:
         assert await s.get_final_text() == "tok0 tok1 tok2 "
@@ -228,8 +234,7 @@ async def test_queued_stream_gets_headers_and_pings_then_the_real_stream(make_ro
 async def test_queued_stream_that_times_out_after_pings_gets_an_sse_overloaded_event(make_router, upstream, http):
     router = await make_router(KEEPALIVE, timeout="300ms")
     client = await http(router)
-    holder = asyncio.create_task(client.post("/v1/messages", json={"model": "m", "max_tokens": 5, "messages": user_message("h")}, headers={"x-test-upstream": "hold=h"}))
-    await upstream.wait_for(1)
+    holder = await hold_slot(client, upstream, "h")
     waiting = await client.post("/v1/messages", json={"model": "m", "max_tokens": 5, "stream": True, "messages": user_message("q")})
     text = (await waiting.read()).decode()
     assert text.startswith("event: ping")
@@ -242,8 +247,7 @@ async def test_queued_stream_that_times_out_after_pings_gets_an_sse_overloaded_e
 async def test_early_headers_then_upstream_error_becomes_an_sse_error_event(make_router, upstream, http):
     router = await make_router(KEEPALIVE, timeout="30s")
     client = await http(router)
-    holder = asyncio.create_task(client.post("/v1/messages", json={"model": "m", "max_tokens": 5, "messages": user_message("h")}, headers={"x-test-upstream": "hold=h"}))
-    await upstream.wait_for(1)
+    holder = await hold_slot(client, upstream, "h")
     waiting = await client.post(
         "/v1/messages", json={"model": "m", "max_tokens": 5, "stream": True, "messages": user_message("q")}, headers={"x-test-upstream": "status=400"}
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from router.exchange import Exchange
 from router.registry import MatcherSpec, Registry, Test
@@ -62,28 +62,34 @@ def match_model(value: str | list[str]) -> Test:
     return lambda ex: ex.view.model is not None and any(g.match(ex.view.model) for g in globs)
 
 
+def _contains(text_of: Callable[[Exchange], str], value: str | list[str]) -> Test:
+    needles = _as_list(value)
+    return lambda ex: any(n in text_of(ex) for n in needles)
+
+
+def _searches(text_of: Callable[[Exchange], str], value: str) -> Test:
+    regex = compile_regex(value)
+    return lambda ex: regex.search(text_of(ex)) is not None
+
+
 def match_system(value: str | list[str]) -> Test:
     """Any of the substrings occurs in the system text (system field and role:"system" messages)."""
-    needles = _as_list(value)
-    return lambda ex: any(n in ex.view.system for n in needles)
+    return _contains(lambda ex: ex.view.system, value)
 
 
 def match_system_regex(value: str) -> Test:
     """A regular expression found in the system text."""
-    regex = compile_regex(value)
-    return lambda ex: regex.search(ex.view.system) is not None
+    return _searches(lambda ex: ex.view.system, value)
 
 
 def match_user(value: str | list[str]) -> Test:
     """Any of the substrings occurs in the text of the last user message."""
-    needles = _as_list(value)
-    return lambda ex: any(n in ex.view.user for n in needles)
+    return _contains(lambda ex: ex.view.user, value)
 
 
 def match_user_regex(value: str) -> Test:
     """A regular expression found in the text of the last user message."""
-    regex = compile_regex(value)
-    return lambda ex: regex.search(ex.view.user) is not None
+    return _searches(lambda ex: ex.view.user, value)
 
 
 def match_header(value: dict[str, str | None]) -> Test:
