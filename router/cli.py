@@ -9,7 +9,7 @@ import logging
 import sys
 
 from router import __version__
-from router.config import RouterConfig, embedded_rules_text, load_config
+from router.config import Overrides, RouterConfig, embedded_rules_text, load_config
 from router.errors import RulesError
 from router.registry import builtin_registry
 from router.units import parse_size
@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=9090, help="port to listen on (default: 9090; 0 picks a free one)")
     serve.add_argument("--upstream", metavar="URL", help="URL of the default upstream, overriding the rules file")
+    serve.add_argument("--model", metavar="NAME", help="model name the default upstream serves (requests are rewritten to it)")
     serve.add_argument("--max-body", metavar="SIZE", help="largest request body, e.g. 64MiB (overrides limits.max_body)")
     serve.add_argument("--insecure", action="store_true", help="allow listening on a non-loopback address")
     serve.add_argument("-v", "--verbose", action="store_true", help="log why each rule matched")
@@ -53,7 +54,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     registry = builtin_registry()
     try:
-        config = load_config(args.rules, registry, upstream_url=args.upstream)
+        config = load_config(args.rules, registry, Overrides(upstream_url=args.upstream, model=args.model))
         if args.max_body:
             config = replace(config, max_body=parse_size(args.max_body))
     except (RulesError, ValueError) as exc:
@@ -97,10 +98,5 @@ def _banner(url: str, config: RouterConfig) -> None:
 
 
 def _model_hint(config: RouterConfig) -> str:
-    """The local model name the rules rewrite to, if any; else a placeholder."""
-    for rule in config.table.rules:
-        for _, action in rule.actions:
-            model = getattr(action, "model", None)
-            if isinstance(model, str):
-                return model
-    return "<model>"
+    """The model name the default upstream serves, else a placeholder."""
+    return config.upstreams[config.default_upstream].model or "<model>"

@@ -16,6 +16,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from router.edits import BodyEdits
 from router.errors import RulesError
 from router.registry import BuildContext, Registry
 from router.rules.engine import Condition, Rule, RuleTable
@@ -46,18 +47,26 @@ def embedded_rules_text() -> str:
     return resources.files("router").joinpath("default_rules.yaml").read_text(encoding="utf-8")
 
 
-def load_config(path: str | os.PathLike[str] | None, registry: Registry, upstream_url: str | None = None) -> RouterConfig:
-    """Load PATH (or the embedded default when None); UPSTREAM_URL overrides the default upstream's URL."""
+@dataclass(frozen=True)
+class Overrides:
+    """Command-line settings that win over the file: the default upstream's URL and model name."""
+
+    upstream_url: str | None = None
+    model: str | None = None
+
+
+def load_config(path: str | os.PathLike[str] | None, registry: Registry, overrides: Overrides = Overrides()) -> RouterConfig:
+    """Load PATH (or the embedded default when None), applying OVERRIDES to the default upstream."""
     if path is None:
-        return parse_config(embedded_rules_text(), EMBEDDED_SOURCE, registry, upstream_url)
+        return parse_config(embedded_rules_text(), EMBEDDED_SOURCE, registry, overrides)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise RulesError(f"{path}: cannot read rules file: {exc.strerror or exc}") from None
-    return parse_config(text, str(path), registry, upstream_url)
+    return parse_config(text, str(path), registry, overrides)
 
 
-def parse_config(text: str, source: str, registry: Registry, upstream_url: str | None = None) -> RouterConfig:
+def parse_config(text: str, source: str, registry: Registry, overrides: Overrides = Overrides()) -> RouterConfig:
     """Parse, validate and compile rules-file TEXT; SOURCE names it in errors."""
     node, data = _read_yaml(text, source)
     where = _Locator(source, node, data)
@@ -66,7 +75,7 @@ def parse_config(text: str, source: str, registry: Registry, upstream_url: str |
     error = _first_schema_error(build_schema(registry), data)
     if error is not None:
         raise where.error(*error)
-    upstreams, default = _upstreams(data, where, upstream_url)
+    upstreams, default = _upstreams(data, where, overrides)
     context = BuildContext(frozenset(upstreams), default)
     rules = tuple(_compile_rule(index, raw, registry, context, where) for index, raw in enumerate(data["rules"]))
     names = [r.name for r in rules]
@@ -118,7 +127,7 @@ def _first_schema_error(schema: dict[str, Any], data: Any) -> tuple[list[Any], s
     return path, error.message
 
 
-def _upstreams(data: dict[str, Any], where: _Locator, upstream_url: str | None) -> tuple[dict[str, UpstreamConfig], str]:
+def _upstreams(data: dict[str, Any], where: _Locator, overrides: Overrides) -> tuple[dict[str, UpstreamConfig], str]:
     raw = data.get("upstreams") or {DEFAULT_UPSTREAM[0]: {"url": DEFAULT_UPSTREAM[1]}}
     default = data.get("default_upstream", next(iter(raw)))
     if default not in raw:
@@ -131,7 +140,9 @@ def _upstreams(data: dict[str, Any], where: _Locator, upstream_url: str | None) 
                 headers.append((header, _ENV_REF.sub(lambda m: os.environ[m.group(1)], value)))
             except KeyError as exc:
                 raise where.error(["upstreams", name, "headers", header], f"environment variable {exc.args[0]} is not set") from None
-        url = upstream_url if (upstream_url and name == default) else options["url"]
+        is_default = name == default
+        url = overrides.upstream_url if (overrides.upstream_url and is_default) else options["url"]
+        model = overrides.model if (overrides.model and is_default) else options.get("model")
         upstreams[name] = UpstreamConfig(
             name=name,
             url=url.rstrip("/"),
@@ -143,6 +154,11 @@ def _upstreams(data: dict[str, Any], where: _Locator, upstream_url: str | None) 
             keepalive=parse_duration(options.get("keepalive", 10)),
             headers=tuple(headers),
             forward_client_auth=options.get("forward_client_auth", False),
+            edits=BodyEdits(
+                model=model,
+                fold_system_messages=options.get("fold_system_messages", False),
+                drop_fields=tuple(options.get("drop_fields", [])),
+            ),
         )
     return upstreams, default
 

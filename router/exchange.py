@@ -50,6 +50,7 @@ class Exchange:
     id: str = field(default_factory=lambda: f"{next(_ids):06d}")
     started: float = field(default_factory=time.perf_counter)
     body_changed: bool = False
+    model_rewritten: bool = False  # a rule chose the model; the upstream's `model` does not override it
     header_edits: dict[str, str | None] = field(default_factory=dict)  # None removes the header
     response: web.StreamResponse | None = None  # set once response headers have gone out
     # outcome, for the log line and the status counters

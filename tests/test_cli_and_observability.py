@@ -14,7 +14,7 @@ from tests.conftest import user_message
 
 async def test_serve_prints_banner_answers_and_stops_cleanly(upstream):
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "router", "serve", "--port", "0", "--upstream", upstream.url, "-v",
+        sys.executable, "-m", "router", "serve", "--port", "0", "--upstream", upstream.url, "--model", "qwen2.5-coder", "-v",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     try:
@@ -22,7 +22,7 @@ async def test_serve_prints_banner_answers_and_stops_cleanly(upstream):
         url = re.search(r"listening on (http://127\.0\.0\.1:\d+)", banner[0]).group(1)
         assert banner[1].startswith("rules: <embedded default rules>")
         assert banner[2].startswith(f"upstream local: {upstream.url} (max_concurrency 1)")
-        assert banner[3].strip() == f"client: ANTHROPIC_BASE_URL={url} ANTHROPIC_API_KEY=none claude --model <model>"
+        assert banner[3].strip() == f"client: ANTHROPIC_BASE_URL={url} ANTHROPIC_API_KEY=none claude --model qwen2.5-coder"
         async with aiohttp.ClientSession(base_url=url) as http:
             async with http.head("/api/hello") as probe:
                 assert probe.status == 200
@@ -31,7 +31,9 @@ async def test_serve_prints_banner_answers_and_stops_cleanly(upstream):
             async with http.get("/_router/status") as status:
                 doc = await status.json()
         assert doc["rules_file"] == "<embedded default rules>"
-        assert {r["name"]: r["hits"] for r in doc["rules"]} == {"probe": 1, "count-tokens": 0, "main": 1}
+        hits = {r["name"]: r["hits"] for r in doc["rules"]}
+        assert (hits["probe"], hits["count-tokens"], hits["main"]) == (1, 0, 1)
+        assert upstream.seen[0].body["model"] == "qwen2.5-coder"
         assert doc["upstreams"]["local"]["forwarded"] == 1
     finally:
         process.send_signal(signal.SIGTERM)
@@ -39,7 +41,7 @@ async def test_serve_prints_banner_answers_and_stops_cleanly(upstream):
     assert process.returncode == 0
     log = err.decode()
     assert "rule=probe action=fake status=200" in log
-    assert "rule=main action=forward:local/user status=200" in log
+    assert "rule=main action=rewrite+forward:local/user status=200" in log
     assert "why=[method='HEAD']" in log
     assert "sk-never-log-me" not in log
 

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from router.config import EMBEDDED_SOURCE, load_config, parse_config
+from router.config import EMBEDDED_SOURCE, Overrides, load_config, parse_config
 from router.errors import RulesError
 from router.registry import builtin_registry
 
@@ -211,8 +211,9 @@ def test_embedded_default_and_shipped_rules_yaml_are_the_same_valid_table(tmp_pa
 
 
 def test_upstream_override_replaces_the_default_upstream_url():
-    config = load_config(None, builtin_registry(), upstream_url="http://127.0.0.1:5555/")
+    config = load_config(None, builtin_registry(), Overrides(upstream_url="http://127.0.0.1:5555/", model="qwen"))
     assert config.upstreams[config.default_upstream].url == "http://127.0.0.1:5555"
+    assert config.upstreams[config.default_upstream].model == "qwen"
 
 
 BROKEN_FILES = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from router.edits import BodyEdits
 from router.exchange import Exchange
 from router.registry import ActionSpec, BuildContext
 from router.state import RouterState
@@ -33,29 +34,15 @@ SCHEMA = {
 
 @dataclass(frozen=True)
 class Rewrite:
-    """A compiled rewrite."""
+    """A compiled rewrite: body edits plus header edits."""
 
-    model: str | None
-    drop_prefixes: tuple[str, ...]
-    fold_system_messages: bool
-    drop_fields: tuple[str, ...]
-    max_tokens: int | None
+    edits: BodyEdits
     headers: tuple[tuple[str, str | None], ...]
 
     async def run(self, ex: Exchange, state: RouterState) -> None:
         """Edit the parsed body and the outgoing headers; go on to the next action."""
         ex.header_edits.update(self.headers)
-        body, protocol = ex.body, ex.protocol
-        if not isinstance(body, dict):
-            return None
-        changed = [
-            self.model is not None and protocol.set_model(body, self.model),
-            *[protocol.drop_system_blocks(body, prefix) for prefix in self.drop_prefixes],
-            self.fold_system_messages and protocol.fold_system_messages(body),
-            bool(self.drop_fields) and protocol.drop_fields(body, list(self.drop_fields)),
-            self.max_tokens is not None and protocol.cap_max_tokens(body, self.max_tokens),
-        ]
-        ex.body_changed = ex.body_changed or any(changed)
+        self.edits.apply(ex)
         return None
 
 
@@ -64,14 +51,14 @@ def build(options: dict[str, Any], context: BuildContext) -> Rewrite:
     prefixes = list(options.get("drop_system_prefix", []))
     if options.get("drop_billing_header"):
         prefixes.insert(0, BILLING_HEADER_PREFIX)
-    return Rewrite(
-        options.get("model"),
-        tuple(prefixes),
-        bool(options.get("fold_system_messages")),
-        tuple(options.get("drop_fields", [])),
-        options.get("max_tokens"),
-        tuple((options.get("headers") or {}).items()),
+    edits = BodyEdits(
+        model=options.get("model"),
+        drop_prefixes=tuple(prefixes),
+        fold_system_messages=bool(options.get("fold_system_messages")),
+        drop_fields=tuple(options.get("drop_fields", [])),
+        max_tokens=options.get("max_tokens"),
     )
+    return Rewrite(edits, tuple((options.get("headers") or {}).items()))
 
 
 SPEC = ActionSpec("rewrite", SCHEMA, build, terminal=False, help="edit the request, then continue")

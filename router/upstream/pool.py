@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from router.edits import BodyEdits
 from router.upstream.queue import PriorityGate
 
 
@@ -21,6 +22,12 @@ class UpstreamConfig:
     keepalive: float = 10.0
     headers: tuple[tuple[str, str], ...] = ()
     forward_client_auth: bool = False
+    edits: BodyEdits = BodyEdits()  # what this server needs: its model name, folded system messages, dropped fields
+
+    @property
+    def model(self) -> str | None:
+        """The model name this upstream serves, if set."""
+        return self.edits.model
 
 
 @dataclass

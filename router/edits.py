@@ -1,0 +1,34 @@
+"""Body edits shared by the `rewrite` action and the per-upstream options (model, fold, drop)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from router.exchange import Exchange
+
+
+@dataclass(frozen=True)
+class BodyEdits:
+    """Edits to a parsed request body, applied through the request's protocol adapter."""
+
+    model: str | None = None
+    drop_prefixes: tuple[str, ...] = ()
+    fold_system_messages: bool = False
+    drop_fields: tuple[str, ...] = ()
+    max_tokens: int | None = None
+
+    def apply(self, ex: Exchange) -> None:
+        """Edit EX's body in place; a model already chosen by a rule's rewrite is kept."""
+        body, protocol = ex.body, ex.protocol
+        if not isinstance(body, dict):
+            return
+        set_model = self.model is not None and not ex.model_rewritten
+        changed = [
+            set_model and protocol.set_model(body, self.model),  # type: ignore[arg-type]
+            *[protocol.drop_system_blocks(body, prefix) for prefix in self.drop_prefixes],
+            self.fold_system_messages and protocol.fold_system_messages(body),
+            bool(self.drop_fields) and protocol.drop_fields(body, list(self.drop_fields)),
+            self.max_tokens is not None and protocol.cap_max_tokens(body, self.max_tokens),
+        ]
+        ex.model_rewritten = ex.model_rewritten or set_model
+        ex.body_changed = ex.body_changed or any(changed)
