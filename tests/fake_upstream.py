@@ -53,6 +53,8 @@ class FakeUpstream:
     violations: list[str] = field(default_factory=list)
     seen: list[Seen] = field(default_factory=list)
     last_event_sent: dict[int, float] = field(default_factory=dict)
+    #: play a coding agent's model: with tools, call this shell command, then report its output
+    agent_command: str | None = None
     _gates: dict[str, asyncio.Event] = field(default_factory=dict)
     started: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -125,6 +127,12 @@ class FakeUpstream:
                 {"type": "error", "error": {"type": "upstream_says", "message": f"upstream error {status}"}}, status=status
             )
         body = seen.body if isinstance(seen.body, dict) else {}
+        if self.agent_command and body.get("tools") and "tool" not in d:
+            result = _tool_result_text(body)
+            if result is None:
+                d = {**d, "tool": "Bash"}
+            else:
+                d = {**d, "say": f"The command printed: {result.strip()}"}
         if request.path.endswith("/tokenize"):
             return web.json_response({"tokens": list(range(len(str(body.get("content", "")).split())))})
         events = int(d.get("events", 3))
@@ -133,10 +141,10 @@ class FakeUpstream:
         if not body.get("stream"):
             if "hold" in d:
                 await self.gate(d["hold"]).wait()
-            return web.json_response(_message(model, "".join(f"tok{i} " for i in range(events)), d.get("tool")))
+            return web.json_response(_message(model, d.get("say") or "".join(f"tok{i} " for i in range(events)), d.get("tool"), self.agent_command))
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        start = _message(model, "", None)
+        start = _message(model, "", None, None)
         start.update(content=[], stop_reason=None)
         await response.write(_sse("message_start", {"type": "message_start", "message": start}))
         if "hold" in d:
@@ -145,11 +153,15 @@ class FakeUpstream:
         if d.get("tool"):
             block = {"type": "tool_use", "id": "toolu_test1", "name": d["tool"], "input": {}}
             await response.write(_sse("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}))
-            delta = {"type": "input_json_delta", "partial_json": json.dumps({"command": "echo hi"})}
+            delta = {"type": "input_json_delta", "partial_json": json.dumps(_tool_input(self.agent_command))}
             await response.write(_sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}))
             await response.write(_sse("content_block_stop", {"type": "content_block_stop", "index": 0}))
         else:
             await response.write(_sse("content_block_start", {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}))
+            if d.get("say"):
+                delta = {"type": "text_delta", "text": d["say"]}
+                await response.write(_sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}))
+                events = 0
             for i in range(events):
                 if "die_after" in d and i == int(d["die_after"]):
                     seen.outcome = "died"
@@ -174,9 +186,25 @@ def _directives(header: str) -> dict[str, str]:
     return {k.strip(): (v[0].strip() if v else "") for k, *v in pairs}
 
 
-def _message(model: str, text: str, tool: str | None) -> dict[str, Any]:
+def _tool_input(command: str | None) -> dict[str, str]:
+    return {"command": command or "echo hi", "description": "Run the command the test asked for"}
+
+
+def _tool_result_text(body: dict[str, Any]) -> str | None:
+    """The text of a tool_result in the last user message, or None if there is none."""
+    content = body["messages"][-1].get("content") if body.get("messages") else None
+    for block in content if isinstance(content, list) else []:
+        if isinstance(block, dict) and block.get("type") == "tool_result":
+            inner = block.get("content")
+            if isinstance(inner, list):
+                return " ".join(b.get("text", "") for b in inner if isinstance(b, dict))
+            return str(inner or "")
+    return None
+
+
+def _message(model: str, text: str, tool: str | None, command: str | None = None) -> dict[str, Any]:
     content: list[dict[str, Any]] = (
-        [{"type": "tool_use", "id": "toolu_test1", "name": tool, "input": {"command": "echo hi"}}]
+        [{"type": "tool_use", "id": "toolu_test1", "name": tool, "input": _tool_input(command)}]
         if tool
         else [{"type": "text", "text": text}]
     )
