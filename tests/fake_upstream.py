@@ -55,6 +55,7 @@ class FakeUpstream:
     last_event_sent: dict[int, float] = field(default_factory=dict)
     #: play a coding agent's model: with tools, call this shell command, then report its output
     agent_command: str | None = None
+    tokenize_calls: int = 0
     _gates: dict[str, asyncio.Event] = field(default_factory=dict)
     started: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -90,6 +91,10 @@ class FakeUpstream:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Count slots, record, then behave as the directives say."""
+        if request.path == "/tokenize":  # llama-server answers these on its HTTP threads, not in a slot
+            self.tokenize_calls += 1
+            content = (await request.json()).get("content", "")
+            return web.json_response({"tokens": list(range(len(content.split())))})
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         raw = await request.read()
@@ -133,8 +138,6 @@ class FakeUpstream:
                 d = {**d, "tool": "Bash"}
             else:
                 d = {**d, "say": f"The command printed: {result.strip()}"}
-        if request.path.endswith("/tokenize"):
-            return web.json_response({"tokens": list(range(len(str(body.get("content", "")).split())))})
         events = int(d.get("events", 3))
         delay = float(d.get("delay", 0))
         model = body.get("model", "upstream-model")

@@ -209,7 +209,7 @@ class AnthropicMessages(Protocol):
             parts.append(_all_text(message.get("content")))
         for tool in body.get("tools") or []:
             parts.append(dumps(tool))
-        return "\n".join(parts)
+        return "\n".join(part for part in parts if part)
 
     # -- rewrites ------------------------------------------------------------------------------
 
