@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import AsyncIterator
 
 import aiohttp
 from aiohttp import web
 
 from router.config import RouterConfig
-from router.errors import BadRequest, RouterError
+from router.errors import RouterError
 from router.exchange import Exchange
 from router.log import logger, request_line
 from router.registry import Registry, builtin_registry
@@ -22,7 +21,7 @@ CLIENT_CLOSED = 499  # nginx's code for "client closed the request", used in the
 
 def build_app(config: RouterConfig, registry: Registry | None = None, verbose: bool = False) -> web.Application:
     """An application serving CONFIG's rules; start it with handler cancellation (see router.server)."""
-    app = web.Application(client_max_size=config.max_body)
+    app = web.Application()  # bodies are read by _read_body, under the live table's max_body
     app[STATE] = RouterState(registry or builtin_registry(), config, verbose)
     app.cleanup_ctx.append(_client_session)
     app.router.add_get("/_router/status", status_view)
@@ -53,7 +52,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     config = state.config  # this request finishes under the table it started with
     protocol, kind = state.registry.protocol_for(request.method, request.path)
-    ex = Exchange(request, protocol, kind)
+    ex = Exchange.from_request(request, protocol, kind)
     state.requests += 1
     try:
         try:
@@ -74,23 +73,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
 
 
 async def _route(ex: Exchange, state: RouterState, config: RouterConfig) -> web.StreamResponse:
-    try:
-        ex.raw = await ex.request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise RouterError(
-            413,
-            f"ghost-router: request body is larger than the {config.max_body} byte limit. "
-            "Raise limits.max_body in the rules file (or --max-body).",
-            "request_too_large",
-        ) from None
-    if ex.kind is not None:
-        if not ex.raw:
-            raise BadRequest("request body is empty; expected a JSON object")
-        try:
-            ex.body = json.loads(ex.raw)
-        except ValueError as exc:
-            raise BadRequest(f"request body is not valid JSON: {exc}") from None
-        ex.view, ex.client = ex.protocol.parse(ex.kind, ex.body, ex.headers)
+    ex.raw = await _read_body(ex.request, config.max_body)
+    ex.parse()
     rule = config.table.match(ex)
     if rule is None:
         state.hits["-"] += 1
@@ -108,6 +92,25 @@ async def _route(ex: Exchange, state: RouterState, config: RouterConfig) -> web.
         if response is not None:
             return response
     raise AssertionError(f"rule {rule.name} ended without an answering action")  # the loader prevents this
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body, refused as soon as it is known to exceed LIMIT (the live rules' max_body)."""
+    too_large = RouterError(
+        413,
+        f"ghost-router: request body is larger than the {limit} byte limit. "
+        "Raise limits.max_body in the rules file (or --max-body).",
+        "request_too_large",
+    )
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def _answer_error(ex: Exchange, error: RouterError) -> web.StreamResponse:

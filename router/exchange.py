@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from multidict import CIMultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from router.errors import BadRequest
 
 from router.jsonutil import dumps_bytes
 
@@ -40,11 +43,16 @@ class RequestView:
 class Exchange:
     """Per-request state shared by the protocol adapter, the rule engine, the actions and the log."""
 
-    request: web.Request
+    method: str
+    path: str
+    headers: CIMultiDictProxy[str] | CIMultiDict[str]
     protocol: Protocol
     kind: str | None = None  # protocol request kind ("messages", "count_tokens"), None if not a protocol call
+    query: str = ""
+    request: web.Request | None = None  # None when a rule table is evaluated offline (explain, replay)
+    target: str = ""
     raw: bytes = b""
-    body: dict[str, Any] | None = None
+    body: Any = None
     view: RequestView = field(default_factory=RequestView)
     client: str = ""
     id: str = field(default_factory=lambda: f"{next(_ids):06d}")
@@ -64,20 +72,31 @@ class Exchange:
     bytes_out: int = 0
     note: str = ""
 
-    @property
-    def method(self) -> str:
-        """The HTTP method."""
-        return self.request.method
+    @classmethod
+    def from_request(cls, request: web.Request, protocol: Protocol, kind: str | None) -> Exchange:
+        """An exchange for a live request (the body is read later)."""
+        exchange = cls(request.method, request.path, request.headers, protocol, kind, request.query_string, request)
+        exchange.target = request.raw_path  # path and query exactly as sent, for forwarding
+        return exchange
+
+    def parse(self) -> None:
+        """Parse the raw body once, for protocol requests; raise BadRequest on malformed input."""
+        if self.kind is None:
+            return
+        if not self.raw:
+            raise BadRequest("request body is empty; expected a JSON object")
+        try:
+            self.body = json.loads(self.raw)
+        except ValueError as exc:
+            raise BadRequest(f"request body is not valid JSON: {exc}") from None
+        self.view, self.client = self.protocol.parse(self.kind, self.body, self.headers)
 
     @property
-    def path(self) -> str:
-        """The request path without the query string."""
-        return self.request.path
-
-    @property
-    def headers(self) -> CIMultiDictProxy[str]:
-        """The request headers as received."""
-        return self.request.headers
+    def path_qs(self) -> str:
+        """The path with its query string, as forwarded."""
+        if self.target:
+            return self.target
+        return f"{self.path}?{self.query}" if self.query else self.path
 
     def body_bytes(self) -> bytes:
         """The body to send upstream: the untouched bytes unless a rewrite changed it."""

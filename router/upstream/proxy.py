@@ -113,7 +113,7 @@ async def _proxy(ex: Exchange, upstream: Upstream, session: aiohttp.ClientSessio
     gate = upstream.gate
     upstream.stats.forwarded += 1
     upstream.stats.max_seen_in_flight = max(upstream.stats.max_seen_in_flight, gate.in_flight)
-    url = config.url.rstrip("/") + str(ex.request.rel_url)
+    url = config.url.rstrip("/") + ex.path_qs
     timeout = aiohttp.ClientTimeout(total=None, connect=config.connect_timeout, sock_read=config.idle_timeout)
     body = ex.body_bytes()
     started = time.perf_counter()
