@@ -3,28 +3,50 @@
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 import aiohttp
 from aiohttp import web
 
-from router.config import RouterConfig
+from router import metrics
+from router.config import Overrides, RouterConfig
 from router.errors import RouterError
 from router.exchange import Exchange
 from router.log import logger, request_line
+from router.record import Recorder
 from router.registry import Registry, builtin_registry
+from router.reload import POLL_INTERVAL, RulesWatcher, watching
 from router.state import RouterState
 
 STATE = web.AppKey("ghost_router_state", RouterState)
+WATCHER = web.AppKey("ghost_router_watcher", RulesWatcher)
+RECORDER = web.AppKey("ghost_router_recorder", Recorder)
 CLIENT_CLOSED = 499  # nginx's code for "client closed the request", used in the log only
 
 
-def build_app(config: RouterConfig, registry: Registry | None = None, verbose: bool = False) -> web.Application:
-    """An application serving CONFIG's rules; start it with handler cancellation (see router.server)."""
+def build_app(
+    config: RouterConfig,
+    registry: Registry | None = None,
+    verbose: bool = False,
+    *,
+    rules_path: str | None = None,
+    overrides: Overrides = Overrides(),
+    record: str | None = None,
+    reload_interval: float = POLL_INTERVAL,
+) -> web.Application:
+    """An application serving CONFIG's rules; with RULES_PATH the file is watched and hot-reloaded.
+
+    Start it with handler cancellation (see router.server) so a client that leaves frees its slot.
+    """
     app = web.Application()  # bodies are read by _read_body, under the live table's max_body
     app[STATE] = RouterState(registry or builtin_registry(), config, verbose)
     app.cleanup_ctx.append(_client_session)
+    if rules_path is not None:
+        app.cleanup_ctx.append(_watcher(rules_path, overrides, reload_interval))
+    if record is not None:
+        app.cleanup_ctx.append(_recorder(record))
     app.router.add_get("/_router/status", status_view)
+    app.router.add_get("/metrics", metrics_view)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
 
@@ -40,6 +62,29 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
     )
     yield
     await state.session.close()
+
+
+def _watcher(path: str, overrides: Overrides, interval: float) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        async with watching(app[STATE], path, overrides, interval) as watcher:
+            app[WATCHER] = watcher
+            yield
+
+    return context
+
+
+def _recorder(path: str) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        app[RECORDER] = Recorder(path)
+        yield
+        app[RECORDER].close()
+
+    return context
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    """GET /metrics: Prometheus text format."""
+    return web.Response(text=metrics.render(request.app[STATE]), content_type="text/plain", charset="utf-8")
 
 
 async def status_view(request: web.Request) -> web.Response:
@@ -70,6 +115,10 @@ async def handle(request: web.Request) -> web.StreamResponse:
         raise
     finally:
         logger.info(request_line(ex, state.verbose))
+        state.finished(ex)
+        recorder = request.app.get(RECORDER)
+        if recorder is not None:
+            recorder.write(ex)
 
 
 async def _route(ex: Exchange, state: RouterState, config: RouterConfig) -> web.StreamResponse:
@@ -86,7 +135,7 @@ async def _route(ex: Exchange, state: RouterState, config: RouterConfig) -> web.
         )
     state.hits[rule.name] += 1
     ex.rule, ex.why = rule.name, rule.why()
-    ex.action = "+".join(name for name, _ in rule.actions)
+    ex.action = rule.label()
     for _, action in rule.actions:
         response = await action.run(ex, state)
         if response is not None:

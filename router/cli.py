@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import json
 import logging
 import sys
 
 from router import __version__
 from router.config import Overrides, RouterConfig, embedded_rules_text, load_config
 from router.errors import RulesError
-from router.registry import builtin_registry
+from router.registry import Registry, builtin_registry
 from router.units import parse_size
 
 
@@ -38,8 +39,31 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--model", metavar="NAME", help="model name the default upstream serves (requests are rewritten to it)")
     serve.add_argument("--max-body", metavar="SIZE", help="largest request body, e.g. 64MiB (overrides limits.max_body)")
     serve.add_argument("--insecure", action="store_true", help="allow listening on a non-loopback address")
+    serve.add_argument("--record", metavar="FILE", help="append every request (keys redacted) as JSON lines, for replay")
     serve.add_argument("-v", "--verbose", action="store_true", help="log why each rule matched")
     serve.set_defaults(run=_serve)
+
+    check = commands.add_parser("check", help="validate a rules file and print the compiled table")
+    check.add_argument("rules", nargs="?", metavar="RULES", help="rules file (default: the embedded default rules)")
+    check.set_defaults(run=_check)
+
+    explain = commands.add_parser("explain", help="which rule matches a request, and why earlier rules do not")
+    explain.add_argument("request", metavar="REQUEST.json", help="a request body, or one record as `serve --record` writes it")
+    explain.add_argument("--rules", metavar="PATH", help="rules file (default: the embedded default rules)")
+    explain.add_argument("--path", help="request path (default: the record's, or /v1/messages)")
+    explain.add_argument("--method", help="request method (default: the record's, or POST)")
+    explain.set_defaults(run=_explain)
+
+    replay = commands.add_parser("replay", help="run a recorded session through the rules and print the decisions")
+    replay.add_argument("capture", metavar="CAPTURE.jsonl", help="one JSON request record per line (as `serve --record` writes)")
+    replay.add_argument("--rules", metavar="PATH", help="rules file (default: the embedded default rules)")
+    replay.set_defaults(run=_replay)
+
+    top = commands.add_parser("top", help="live view of a running router")
+    top.add_argument("--url", default="http://127.0.0.1:9090", help="the router's address (default: http://127.0.0.1:9090)")
+    top.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (default: 1)")
+    top.add_argument("--once", action="store_true", help="print one screen and exit")
+    top.set_defaults(run=lambda args: __import__("router.top", fromlist=["run"]).run(args.url, args.interval, args.once))
 
     rules = commands.add_parser("rules", help="print the embedded default rules (a starting point for --rules)")
     rules.set_defaults(run=lambda args: print(embedded_rules_text(), end="") or 0)
@@ -69,7 +93,8 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     logging.getLogger("aiohttp").setLevel(logging.WARNING)
-    app = build_app(config, registry, verbose=args.verbose)
+    overrides = Overrides(upstream_url=args.upstream, model=args.model)
+    app = build_app(config, registry, verbose=args.verbose, rules_path=args.rules, overrides=overrides, record=args.record)
     try:
         asyncio.run(serve(app, args.host, args.port, lambda url: _banner(url, config)))
     except OSError as exc:
@@ -78,6 +103,66 @@ def _serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _load(path: str | None) -> tuple[RouterConfig, Registry] | None:
+    """Load PATH for the offline commands, printing the error if it does not load."""
+    registry = builtin_registry()
+    try:
+        return load_config(path, registry), registry
+    except RulesError as exc:
+        print(f"ghost-router: {exc}", file=sys.stderr)
+        return None
+
+
+def _check(args: argparse.Namespace) -> int:
+    from router.offline import describe_table
+
+    loaded = _load(args.rules)
+    if loaded is None:
+        return 1
+    print("\n".join(describe_table(loaded[0])))
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from router.offline import as_record, decide, explain
+
+    loaded = _load(args.rules)
+    if loaded is None:
+        return 1
+    try:
+        with open(args.request, encoding="utf-8") as file:
+            document = json.load(file)
+    except (OSError, ValueError) as exc:
+        print(f"ghost-router: cannot read {args.request}: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(explain(decide(*loaded, as_record(document, args.method, args.path)))))
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from router.offline import replay
+
+    loaded = _load(args.rules)
+    if loaded is None:
+        return 1
+    records = []
+    try:
+        with open(args.capture, encoding="utf-8") as file:
+            for number, line in enumerate(file, 1):
+                if line.strip():
+                    records.append(json.loads(line))
+    except (OSError, ValueError) as exc:
+        where = f" line {number}" if isinstance(exc, ValueError) else ""
+        print(f"ghost-router: cannot read {args.capture}{where}: {exc}", file=sys.stderr)
+        return 1
+    rows, mismatches = replay(*loaded, records)
+    print("\n".join(rows))
+    recorded = sum(1 for r in records if "decision" in r)
+    if recorded:
+        print(f"\n{recorded - mismatches}/{recorded} decisions match the live router's")
+    return 1 if mismatches else 0
 
 
 def _is_loopback(host: str) -> bool:

@@ -66,6 +66,7 @@ class Exchange:
     why: str = ""
     action: str = "-"
     priority: str = ""
+    upstream: str = ""  # the upstream it was forwarded to, if any
     status: int = 0
     queue_wait: float | None = None
     upstream_time: float | None = None

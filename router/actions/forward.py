@@ -30,9 +30,13 @@ class Forward:
     upstream: str
     priority: str
 
+    @property
+    def label(self) -> str:
+        """`forward:UPSTREAM/PRIORITY` for logs and decision tables."""
+        return f"forward:{self.upstream}/{self.priority}"
+
     async def run(self, ex: Exchange, state: RouterState) -> web.StreamResponse:
         """Queue, then proxy."""
-        ex.action += f":{self.upstream}"
         return await forward(ex, state.pool[self.upstream], self.priority, state.session)
 
 

@@ -39,6 +39,10 @@ class Rule:
                 return condition
         return None
 
+    def label(self) -> str:
+        """The actions as the log shows them, e.g. `rewrite+forward:local/user`."""
+        return "+".join(getattr(action, "label", name) for name, action in self.actions)
+
     def why(self) -> str:
         """What this rule matched on, for the verbose log."""
         return ", ".join(c.describe() for c in self.conditions) or "match-all"

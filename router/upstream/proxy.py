@@ -41,7 +41,7 @@ class UpstreamBroke(RouterError):
 
 async def forward(ex: Exchange, upstream: Upstream, priority: str, session: aiohttp.ClientSession) -> web.StreamResponse:
     """Wait for a slot on UPSTREAM at PRIORITY, then stream the upstream's answer to the client."""
-    ex.priority = priority
+    ex.priority, ex.upstream = priority, upstream.name
     upstream.config.edits.apply(ex)
     try:
         ticket = upstream.gate.enter(priority)

@@ -1,0 +1,75 @@
+"""`ghost-router top`: a live terminal view of a running router, fed by GET /_router/status."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+CLEAR = "\x1b[H\x1b[2J"
+
+
+def fetch(url: str, timeout: float = 2.0) -> dict[str, Any]:
+    """The router's status document."""
+    with urllib.request.urlopen(f"{url.rstrip('/')}/_router/status", timeout=timeout) as response:  # noqa: S310 - user-given loopback URL
+        return json.load(response)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}ms"
+
+
+def render(status: dict[str, Any], url: str) -> str:
+    """One screen of the view."""
+    outcomes = status["outcomes"]
+    lines = [
+        f"ghost-router {status['version']} at {url}   up {status['uptime']:.0f}s   rules: {status['rules_file']} (reloads: {status['reloads']})",
+        f"requests {status['requests']}   ghosts answered here {outcomes['answered']}   forwarded {outcomes['forwarded']}   "
+        f"errors {outcomes['errors']}   client closed {outcomes['client_closed']}",
+    ]
+    if status["last_load_error"]:
+        lines.append(f"LAST RELOAD FAILED (previous table live): {status['last_load_error']}")
+    lines += ["", f"{'UPSTREAM':12} {'URL':32} {'IN FLIGHT':>10} {'QUEUED':>7} {'WAIT p50':>10} {'WAIT max':>10} {'FORWARDED':>10} {'ERRORS':>7}"]
+    for name, up in status["upstreams"].items():
+        slots = f"{up['in_flight']}/{up['max_concurrency']}"
+        lines.append(
+            f"{name[:12]:12} {up['url'][:32]:32} {slots:>10} {up['queued']:>7} {_ms(up['wait_p50_ms']):>10} "
+            f"{_ms(up['wait_max_ms']):>10} {up['forwarded']:>10} {up['errors']:>7}"
+        )
+    lines += ["", f"{'RULE':24} {'HITS':>7}  ACTION"]
+    for rule in status["rules"]:
+        lines.append(f"{rule['name'][:24]:24} {rule['hits']:>7}  {rule['action']}")
+    if status["unmatched"]:
+        lines.append(f"{'(no rule)':24} {status['unmatched']:>7}  404")
+    lines += ["", f"{'TIME':8} {'ID':7} {'CLIENT':12} {'REQUEST':34} {'MODEL':20} {'RULE':20} {'STATUS':>6} {'WAIT':>9} {'TOTAL':>9}"]
+    for item in reversed(status["recent"]):
+        clock = time.strftime("%H:%M:%S", time.localtime(item["time"]))
+        request = f"{item['method']} {item['path']}"
+        lines.append(
+            f"{clock:8} {item['id'][-6:]:7} {item['client'][:12]:12} {request[:34]:34} {(item['model'] or '-')[:20]:20} "
+            f"{item['rule'][:20]:20} {item['status']:>6} {_ms(item['wait_ms']):>9} {_ms(item['total_ms']):>9}"
+        )
+    return "\n".join(lines)
+
+
+def run(url: str, interval: float, once: bool) -> int:
+    """Show the view until Ctrl-C (or once)."""
+    try:
+        while True:
+            try:
+                frame = render(fetch(url), url)
+            except (urllib.error.URLError, OSError) as exc:
+                reason = getattr(exc, "reason", exc)
+                print(f"ghost-router top: cannot reach the router at {url}: {reason}. Is `ghost-router serve` running there?", file=sys.stderr)
+                return 1
+            if once:
+                print(frame)
+                return 0
+            sys.stdout.write(CLEAR + frame + "\n")
+            sys.stdout.flush()
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return 0
