@@ -144,6 +144,11 @@ class AnthropicMessages(Protocol):
         """A `ping` event: legal anywhere in an Anthropic stream."""
         return b'event: ping\ndata: {"type": "ping"}\n\n'
 
+    def context_overflow(self, prompt_tokens: int | None, context: int | None) -> RouterError:
+        """Anthropic's own wording, which Claude Code recognises and answers by compacting."""
+        sizes = f": {prompt_tokens} tokens > {context} maximum" if prompt_tokens and context else ""
+        return RouterError(400, f"prompt is too long{sizes}", "invalid_request_error")
+
     def wants_json(self, ex: Exchange) -> bool:
         """True when output_config.format (or the older output_format) asks for a JSON schema."""
         body = ex.body or {}

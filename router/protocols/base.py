@@ -56,6 +56,11 @@ class Protocol:
         """Answer a token-count request."""
         raise NotImplementedError
 
+    def context_overflow(self, prompt_tokens: int | None, context: int | None) -> RouterError | None:
+        """The error that makes this protocol's clients compact their context, or None to pass the
+        server's own error through."""
+        return None
+
     def wants_json(self, ex: Exchange) -> bool:
         """Whether the client asked for a JSON answer (structured output)."""
         return False

@@ -30,6 +30,7 @@ UPSTREAM = {
         "keepalive": DURATION,
         "headers": {"type": "object", "additionalProperties": {"type": "string"}},
         "forward_client_auth": {"type": "boolean"},
+        "context_errors": {"type": "boolean"},
         "model": {"type": "string", "minLength": 1},
         "fold_system_messages": {"type": "boolean"},
         "drop_fields": {"type": "array", "items": {"type": "string", "minLength": 1}},

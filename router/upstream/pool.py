@@ -22,6 +22,7 @@ class UpstreamConfig:
     keepalive: float = 10.0
     headers: tuple[tuple[str, str], ...] = ()
     forward_client_auth: bool = False
+    context_errors: bool = True  # turn the server's context-overflow error into the client's own
     edits: BodyEdits = BodyEdits()  # what this server needs: its model name, folded system messages, dropped fields
 
     @property

@@ -19,6 +19,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from router.errors import Overloaded, RouterError, UpstreamUnavailable
 from router.exchange import Exchange
+from router.upstream.overflow import detect as detect_overflow
 from router.upstream.pool import Upstream
 from router.upstream.queue import QueueFull, Ticket
 
@@ -145,12 +146,22 @@ async def _proxy(ex: Exchange, upstream: Upstream, session: aiohttp.ClientSessio
         ) from None
     complete = False
     try:
+        head = b""
+        if up.status >= 400:
+            head = await _read_up_to(up, ERROR_BODY_LIMIT)
+            overflow = detect_overflow(head) if config.context_errors else None
+            translated = overflow and ex.protocol.context_overflow(overflow.prompt_tokens, overflow.context)
+            if translated:
+                raise translated
+            if ex.response is not None:  # a stream whose headers already went out: an SSE error event
+                raise _error_from_body(up.status, head)
         ex.status = up.status
         if ex.response is None:
             ex.response = web.StreamResponse(status=up.status, reason=up.reason, headers=_response_headers(up.headers))
             await ex.response.prepare(ex.request)
-        elif up.status >= 400:
-            raise await _error_from_upstream(up)
+        if head:
+            await ex.response.write(head)
+            ex.bytes_out += len(head)
         while True:
             try:
                 chunk = await up.content.readany()
@@ -176,9 +187,20 @@ async def _proxy(ex: Exchange, upstream: Upstream, session: aiohttp.ClientSessio
             up.close()  # closes the upstream connection: the server sees the request cancelled
 
 
-async def _error_from_upstream(up: aiohttp.ClientResponse) -> RouterError:
+async def _read_up_to(up: aiohttp.ClientResponse, limit: int) -> bytes:
+    """Up to LIMIT bytes of the upstream's body (all of it when shorter)."""
+    chunks, size = [], 0
+    while size < limit:
+        chunk = await up.content.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _error_from_body(status: int, raw: bytes) -> RouterError:
     """The upstream's error as a RouterError, for a stream whose headers already went out."""
-    raw = await up.content.read(ERROR_BODY_LIMIT)
     message = raw.decode("utf-8", "replace")
     error_type = None
     try:
@@ -189,4 +211,4 @@ async def _error_from_upstream(up: aiohttp.ClientResponse) -> RouterError:
             message = error
     except (ValueError, AttributeError):
         pass
-    return RouterError(up.status, message, error_type if isinstance(error_type, str) else None)
+    return RouterError(status, message, error_type if isinstance(error_type, str) else None)
