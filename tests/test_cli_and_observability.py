@@ -33,7 +33,7 @@ async def test_serve_prints_banner_answers_and_stops_cleanly(upstream):
         assert doc["rules_file"] == "<embedded default rules>"
         hits = {r["name"]: r["hits"] for r in doc["rules"]}
         assert (hits["probe"], hits["count-tokens"], hits["main"]) == (1, 0, 1)
-        assert upstream.seen[0].body["model"] == "qwen2.5-coder"
+        assert [s.body["model"] for s in upstream.seen if s.path == "/v1/messages"] == ["qwen2.5-coder"]
         assert doc["upstreams"]["local"]["forwarded"] == 1
     finally:
         process.send_signal(signal.SIGTERM)

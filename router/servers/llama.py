@@ -65,11 +65,19 @@ def library_dir(server: Path) -> Path:
     return folder
 
 
-def chat_template() -> Path:
-    """The ChatML-with-tools template file."""
-    source = resources.files("router.servers").joinpath("chatml_tools.jinja")
-    path = Path(tempfile.gettempdir()) / f"ghost-router-chatml-tools-{os.getuid()}.jinja"
-    path.write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+STRICT_PREFIX = """{%- for message in messages -%}
+  {%- if message.role == "system" and not loop.first -%}
+    {{- raise_exception("System message must be at the beginning.") -}}
+  {%- endif -%}
+{%- endfor -%}
+"""
+
+
+def chat_template(strict: bool = False) -> Path:
+    """The ChatML-with-tools template file; STRICT rejects late system messages as Qwen3-style templates do."""
+    text = resources.files("router.servers").joinpath("chatml_tools.jinja").read_text(encoding="utf-8")
+    path = Path(tempfile.gettempdir()) / f"ghost-router-chatml-tools-{'strict-' if strict else ''}{os.getuid()}.jinja"
+    path.write_text((STRICT_PREFIX if strict else "") + text, encoding="utf-8")
     return path
 
 
@@ -82,6 +90,7 @@ class LlamaServer:
     context: int = CONTEXT
     extra: list[str] = field(default_factory=list)
     log_path: Path | None = None
+    strict_template: bool = False
     process: asyncio.subprocess.Process | None = None
 
     @property
@@ -94,7 +103,7 @@ class LlamaServer:
         server = binary()
         argv = [
             str(server), "--model", str(model()), "--host", "127.0.0.1", "--port", str(self.port),
-            "--parallel", str(self.parallel), "--jinja", "--chat-template-file", str(chat_template()),
+            "--parallel", str(self.parallel), "--jinja", "--chat-template-file", str(chat_template(self.strict_template)),
             "--ctx-size", str(self.context),
             "--override-kv", f"llama.context_length=int:{self.context},tokenizer.ggml.eos_token_id=int:30",
             "--metrics", *self.extra,

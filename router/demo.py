@@ -1,0 +1,59 @@
+"""`ghost-router demo`: llama-server with the tiny SmolLM2 model, the router in front of it, and the
+one line to start Claude Code against them. Ctrl-C stops both."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+from router.app import build_app
+from router.config import Overrides, load_config
+from router.registry import builtin_registry
+from router.servers.llama import LlamaServer, ServerMissing
+
+
+async def run(port: int, llama_port: int, verbose: bool) -> int:
+    """Start both, wait for a signal, stop both."""
+    log = Path(tempfile.gettempdir()) / f"ghost-router-demo-llama-{llama_port}.log"
+    llama = LlamaServer(port=llama_port, log_path=log)
+    try:
+        print(f"starting llama-server (SmolLM2-135M, --parallel 1) on {llama.url}, log: {log}", flush=True)
+        await llama.start()
+    except ServerMissing as exc:
+        print(f"ghost-router demo: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        print(f"ghost-router demo: {exc}", file=sys.stderr)
+        return 1
+    from aiohttp import web
+
+    config = load_config(None, builtin_registry(), Overrides(upstream_url=llama.url, model="smollm2"))
+    runner = web.AppRunner(build_app(config, verbose=verbose), handler_cancellation=True, access_log=None, shutdown_timeout=5)
+    await runner.setup()
+    try:
+        try:
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+        except OSError as exc:
+            print(f"ghost-router demo: cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        print(f"ghost-router listening on {url}, forwarding to {llama.url}", flush=True)
+        print(
+            f"client: ANTHROPIC_BASE_URL={url} ANTHROPIC_API_KEY=none CLAUDE_CODE_MAX_CONTEXT_TOKENS={llama.context} "
+            "claude --model smollm2 --permission-mode default",
+            flush=True,
+        )
+        print("Ctrl-C stops both.", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        print("stopping", flush=True)
+    finally:
+        await runner.cleanup()
+        await llama.stop()
+    return 0
