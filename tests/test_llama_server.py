@@ -159,3 +159,36 @@ async def test_exact_counts_from_the_servers_tokenizer(aiohttp_server, llama, sd
         async with session.post(f"{llama.url}/tokenize", json={"content": text}) as response:
             exact = len((await response.json())["tokens"])
     assert counted.input_tokens == exact
+
+
+async def test_demo_starts_both_and_ctrl_c_stops_both(unused_tcp_port_factory):
+    import signal
+    import sys
+
+    require_llama_server()
+    port, llama_port = unused_tcp_port_factory(), unused_tcp_port_factory()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "router", "demo", "--port", str(port), "--llama-port", str(llama_port),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    lines = []
+    try:
+        while not lines or not lines[-1].startswith("client:"):
+            line = (await asyncio.wait_for(process.stdout.readline(), 120)).decode()
+            assert line, f"demo exited early: {lines}"
+            lines.append(line.strip())
+        assert lines[-1] == (
+            f"client: ANTHROPIC_BASE_URL=http://127.0.0.1:{port} ANTHROPIC_API_KEY=none "
+            "CLAUDE_CODE_MAX_CONTEXT_TOKENS=32768 claude --model smollm2 --permission-mode default"
+        )
+        client = anthropic.AsyncAnthropic(base_url=f"http://127.0.0.1:{port}", api_key="none", max_retries=0)
+        message = await client.messages.create(model="smollm2", max_tokens=16, messages=[{"role": "user", "content": "Say hello."}])
+        await client.close()
+        assert message.content[0].text
+    finally:
+        process.send_signal(signal.SIGINT)
+        await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0
+    for stopped in (port, llama_port):
+        with pytest.raises(OSError):
+            await asyncio.open_connection("127.0.0.1", stopped)
