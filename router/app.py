@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator, Callable, Sequence
 
 import aiohttp
 from aiohttp import web
 
 from router import metrics
-from router.config import Overrides, RouterConfig
+from router.config import Overrides, PluginRules, RouterConfig
 from router.errors import RouterError
 from router.exchange import Exchange
 from router.log import logger, request_line
+from router.plugins import Plugins, load_plugins
 from router.record import Recorder
-from router.registry import Registry, builtin_registry
+from router.registry import Registry
 from router.reload import POLL_INTERVAL, RulesWatcher, watching
 from router.state import RouterState
 
@@ -29,20 +30,28 @@ def build_app(
     registry: Registry | None = None,
     verbose: bool = False,
     *,
+    plugins: Plugins | None = None,
+    plugin_rules: PluginRules = (),  # type: ignore[assignment]
+    plugin_dirs: Sequence[str] = (),
     rules_path: str | None = None,
     overrides: Overrides = Overrides(),
     record: str | None = None,
     reload_interval: float = POLL_INTERVAL,
 ) -> web.Application:
-    """An application serving CONFIG's rules; with RULES_PATH the file is watched and hot-reloaded.
+    """An application serving CONFIG's rules; with RULES_PATH the file (and PLUGIN_DIRS) are
+    watched and hot-reloaded. PLUGINS default to the built-ins alone.
 
     Start it with handler cancellation (see router.server) so a client that leaves frees its slot.
     """
+    if plugins is None:
+        plugins = load_plugins(entry_points=False)
+    if registry is None:
+        registry, _ = plugins.registry()
     app = web.Application()  # bodies are read by _read_body, under the live table's max_body
-    app[STATE] = RouterState(registry or builtin_registry(), config, verbose)
+    app[STATE] = RouterState(registry, config, plugins, list(plugin_rules), verbose)
     app.cleanup_ctx.append(_client_session)
     if rules_path is not None:
-        app.cleanup_ctx.append(_watcher(rules_path, overrides, reload_interval))
+        app.cleanup_ctx.append(_watcher(rules_path, overrides, plugin_dirs, reload_interval))
     if record is not None:
         app.cleanup_ctx.append(_recorder(record))
     app.router.add_get("/_router/status", status_view)
@@ -64,9 +73,9 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
     await state.session.close()
 
 
-def _watcher(path: str, overrides: Overrides, interval: float) -> Callable[[web.Application], AsyncIterator[None]]:
+def _watcher(path: str, overrides: Overrides, plugin_dirs: Sequence[str], interval: float) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(app: web.Application) -> AsyncIterator[None]:
-        async with watching(app[STATE], path, overrides, interval) as watcher:
+        async with watching(app[STATE], path, overrides, plugin_dirs, interval) as watcher:
             app[WATCHER] = watcher
             yield
 
@@ -95,14 +104,18 @@ async def status_view(request: web.Request) -> web.Response:
 async def handle(request: web.Request) -> web.StreamResponse:
     """Parse once, pick the first matching rule, run its actions; answer errors in the client's protocol."""
     state = request.app[STATE]
-    config = state.config  # this request finishes under the table it started with
+    config, plugins = state.config, state.plugins  # this request finishes under what it started with
     protocol, kind = state.registry.protocol_for(request.method, request.path)
     ex = Exchange.from_request(request, protocol, kind)
     state.requests += 1
     try:
         try:
-            response = await _route(ex, state, config)
+            response = await _route(ex, state, config, plugins)
         except RouterError as error:
+            replaced = await plugins.first("handle_error", exchange=ex, error=error)
+            if replaced is not None:
+                error, name = replaced
+                ex.note = f"error from plugin {name}; "
             response = await _answer_error(ex, error)
         ex.status = ex.status or response.status
         if isinstance(response, web.Response) and isinstance(response.body, bytes):
@@ -116,14 +129,20 @@ async def handle(request: web.Request) -> web.StreamResponse:
     finally:
         logger.info(request_line(ex, state.verbose))
         state.finished(ex)
+        await plugins.each("exchange_finished", exchange=ex)
         recorder = request.app.get(RECORDER)
         if recorder is not None:
             recorder.write(ex)
 
 
-async def _route(ex: Exchange, state: RouterState, config: RouterConfig) -> web.StreamResponse:
+async def _route(ex: Exchange, state: RouterState, config: RouterConfig, plugins: Plugins) -> web.StreamResponse:
     ex.raw = await _read_body(ex.request, config.max_body)
     ex.parse()
+    intercepted = await plugins.first("intercept_request", exchange=ex)
+    if intercepted is not None:
+        response, name = intercepted
+        ex.rule, ex.action = f"plugin:{name}", "intercept"
+        return response
     rule = config.table.match(ex)
     if rule is None:
         state.hits["-"] += 1
@@ -165,7 +184,7 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
 async def _answer_error(ex: Exchange, error: RouterError) -> web.StreamResponse:
     """Render ERROR; once headers are out, an SSE stream gets an error event, anything else is cut."""
     ex.status = error.status
-    ex.note = error.message if len(error.message) <= 300 else error.message[:297] + "..."
+    ex.note += error.message if len(error.message) <= 300 else error.message[:297] + "..."
     response = ex.response
     if response is None or not response.prepared:
         return ex.protocol.error_response(error, f"req_ghost{ex.id}")

@@ -8,11 +8,12 @@ import ipaddress
 import json
 import logging
 import sys
+from pathlib import Path
 
 from router import __version__
 from router.config import Overrides, RouterConfig, embedded_rules_text, load_config
 from router.errors import RulesError
-from router.registry import Registry, builtin_registry
+from router.registry import Registry
 from router.units import parse_size
 
 
@@ -39,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--model", metavar="NAME", help="model name the default upstream serves (requests are rewritten to it)")
     serve.add_argument("--max-body", metavar="SIZE", help="largest request body, e.g. 64MiB (overrides limits.max_body)")
     serve.add_argument("--insecure", action="store_true", help="allow listening on a non-loopback address")
+    serve.add_argument("--plugins-dir", metavar="DIR", action="append", default=[], help="load plugin files from DIR (repeatable); the plugins/ folder next to --rules is always read")
     serve.add_argument("--record", metavar="FILE", help="append every request (keys redacted) as JSON lines, for replay")
     serve.add_argument("-v", "--verbose", action="store_true", help="log why each rule matched")
     serve.set_defaults(run=_serve)
@@ -76,15 +78,30 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def plugin_folders(rules: str | None, extra: list[str]) -> list[str]:
+    """The folders plugin files load from: `plugins/` next to the rules file, then --plugins-dir."""
+    folders = []
+    if rules is not None:
+        beside = Path(rules).resolve().parent / "plugins"
+        if beside.is_dir():
+            folders.append(str(beside))
+    return folders + [str(Path(d).resolve()) for d in extra]
+
+
 def _serve(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from router.app import build_app
+    from router.plugins import load_plugins
     from router.server import serve
 
-    registry = builtin_registry()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    logging.getLogger("aiohttp").setLevel(logging.WARNING)
+    folders = plugin_folders(args.rules, args.plugins_dir)
+    plugins = load_plugins(folders)
+    registry, plugin_rules = plugins.registry()
     try:
-        config = load_config(args.rules, registry, Overrides(upstream_url=args.upstream, model=args.model))
+        config = load_config(args.rules, registry, Overrides(upstream_url=args.upstream, model=args.model), plugin_rules)
         if args.max_body:
             config = replace(config, max_body=parse_size(args.max_body))
     except (RulesError, ValueError) as exc:
@@ -97,13 +114,14 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    logging.getLogger("aiohttp").setLevel(logging.WARNING)
     context = _context_size(config.upstreams[config.default_upstream].url)
     overrides = Overrides(upstream_url=args.upstream, model=args.model)
-    app = build_app(config, registry, verbose=args.verbose, rules_path=args.rules, overrides=overrides, record=args.record)
+    app = build_app(
+        config, registry, verbose=args.verbose, plugins=plugins, plugin_rules=plugin_rules, plugin_dirs=folders,
+        rules_path=args.rules, overrides=overrides, record=args.record,
+    )
     try:
-        asyncio.run(serve(app, args.host, args.port, lambda url: _banner(url, config, context)))
+        asyncio.run(serve(app, args.host, args.port, lambda url: _banner(url, config, context, plugins.loaded)))
     except OSError as exc:
         print(f"ghost-router: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
@@ -120,10 +138,12 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _load(path: str | None) -> tuple[RouterConfig, Registry] | None:
-    """Load PATH for the offline commands, printing the error if it does not load."""
-    registry = builtin_registry()
+    """Load PATH (with its plugins) for the offline commands, printing the error if it does not load."""
+    from router.plugins import load_plugins
+
+    registry, plugin_rules = load_plugins(plugin_folders(path, [])).registry()
     try:
-        return load_config(path, registry), registry
+        return load_config(path, registry, Overrides(), plugin_rules), registry
     except RulesError as exc:
         print(f"ghost-router: {exc}", file=sys.stderr)
         return None
@@ -200,8 +220,11 @@ def _context_size(upstream_url: str) -> int | None:
     return size if isinstance(size, int) and size > 0 else None
 
 
-def _banner(url: str, config: RouterConfig, context: int | None) -> None:
+def _banner(url: str, config: RouterConfig, context: int | None, plugins: list[str]) -> None:
     lines = [f"ghost-router {__version__} listening on {url}", f"rules: {config.source} ({len(config.table.rules)} rules)"]
+    others = [name for name in plugins if name != "builtin"]
+    if others:
+        lines.append(f"plugins: {', '.join(others)}")
     for upstream in config.upstreams.values():
         lines.append(f"upstream {upstream.name}: {upstream.url} (max_concurrency {upstream.max_concurrency})")
     window = f"CLAUDE_CODE_MAX_CONTEXT_TOKENS={context} " if context else ""

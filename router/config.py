@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -55,18 +55,26 @@ class Overrides:
     model: str | None = None
 
 
-def load_config(path: str | os.PathLike[str] | None, registry: Registry, overrides: Overrides = Overrides()) -> RouterConfig:
-    """Load PATH (or the embedded default when None), applying OVERRIDES to the default upstream."""
+PluginRules = list[tuple[str, str]]  # (plugin name, YAML text of a rules list)
+
+
+def load_config(
+    path: str | os.PathLike[str] | None, registry: Registry, overrides: Overrides = Overrides(), plugin_rules: PluginRules = ()  # type: ignore[assignment]
+) -> RouterConfig:
+    """Load PATH (or the embedded default when None), applying OVERRIDES to the default upstream;
+    PLUGIN_RULES go before the file's own rules (unless the file says `plugin_rules: false`)."""
     if path is None:
-        return parse_config(embedded_rules_text(), EMBEDDED_SOURCE, registry, overrides)
+        return parse_config(embedded_rules_text(), EMBEDDED_SOURCE, registry, overrides, plugin_rules)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise RulesError(f"{path}: cannot read rules file: {exc.strerror or exc}") from None
-    return parse_config(text, str(path), registry, overrides)
+    return parse_config(text, str(path), registry, overrides, plugin_rules)
 
 
-def parse_config(text: str, source: str, registry: Registry, overrides: Overrides = Overrides()) -> RouterConfig:
+def parse_config(
+    text: str, source: str, registry: Registry, overrides: Overrides = Overrides(), plugin_rules: PluginRules = ()  # type: ignore[assignment]
+) -> RouterConfig:
     """Parse, validate and compile rules-file TEXT; SOURCE names it in errors."""
     node, data = _read_yaml(text, source)
     where = _Locator(source, node, data)
@@ -77,13 +85,35 @@ def parse_config(text: str, source: str, registry: Registry, overrides: Override
         raise where.error(*error)
     upstreams, default = _upstreams(data, where, overrides)
     context = BuildContext(frozenset(upstreams), default)
-    rules = tuple(_compile_rule(index, raw, registry, context, where) for index, raw in enumerate(data["rules"]))
+    own = [_compile_rule(index, raw, registry, context, where) for index, raw in enumerate(data["rules"])]
+    added = _plugin_rules(plugin_rules, registry, context) if data.get("plugin_rules", True) else []
+    rules = tuple(replace(rule, index=index) for index, rule in enumerate([*added, *own]))
     names = [r.name for r in rules]
     for index, name in enumerate(names):
         if name in names[:index]:
-            raise where.error(["rules", index, "name"], f"duplicate rule name {name!r}; rule names must be unique")
+            where_from = where if index >= len(added) else None
+            message = f"duplicate rule name {name!r}; rule names must be unique (plugin rules come first: {', '.join(r.name for r in added) or 'none'})"
+            if where_from is None:
+                raise RulesError(f"plugin rules: {message}")
+            raise where.error(["rules", index - len(added), "name"], message)
     max_body = parse_size(data.get("limits", {}).get("max_body", DEFAULT_MAX_BODY))
     return RouterConfig(source, upstreams, default, RuleTable(rules), max_body)
+
+
+def _plugin_rules(plugin_rules: PluginRules, registry: Registry, context: BuildContext) -> list[Rule]:
+    """Compile each plugin's default rules, validated like the file's own."""
+    schema = build_schema(registry)
+    compiled: list[Rule] = []
+    for plugin, text in plugin_rules:
+        source = f"plugin {plugin} rules"
+        _, data = _read_yaml(text, source)
+        document = {"rules": data}
+        where = _Locator(source, None, document)
+        error = _first_schema_error(schema, document)
+        if error is not None:
+            raise where.error(*error)
+        compiled += [_compile_rule(index, raw, registry, context, where) for index, raw in enumerate(data)]
+    return compiled
 
 
 def _read_yaml(text: str, source: str) -> tuple[yaml.Node | None, Any]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from router.app import build_app
 from router.config import Overrides, load_config
-from router.registry import builtin_registry
+from router.plugins import load_plugins
 from router.servers.llama import LlamaServer, ServerMissing
 
 
@@ -30,8 +30,11 @@ async def run(port: int, llama_port: int, verbose: bool) -> int:
         return 1
     from aiohttp import web
 
-    config = load_config(None, builtin_registry(), Overrides(upstream_url=llama.url, model="smollm2"))
-    runner = web.AppRunner(build_app(config, verbose=verbose), handler_cancellation=True, access_log=None, shutdown_timeout=5)
+    plugins = load_plugins()
+    registry, plugin_rules = plugins.registry()
+    config = load_config(None, registry, Overrides(upstream_url=llama.url, model="smollm2"), plugin_rules)
+    app = build_app(config, registry, verbose, plugins=plugins, plugin_rules=plugin_rules)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=5)
     await runner.setup()
     try:
         try:

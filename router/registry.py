@@ -96,13 +96,8 @@ def _claim(table: dict[str, Any], name: str, value: Any, what: str) -> None:
 
 
 def builtin_registry() -> Registry:
-    """A registry holding the built-in protocols, matchers and actions."""
-    from router.actions import register_builtin_actions
-    from router.protocols.anthropic import AnthropicMessages
-    from router.rules.matchers import register_builtin_matchers
+    """A registry holding only the built-in protocols, matchers and actions (no other plugin)."""
+    from router.plugins import load_plugins
 
-    registry = Registry()
-    registry.add_protocol(AnthropicMessages())
-    register_builtin_matchers(registry)
-    register_builtin_actions(registry)
+    registry, _ = load_plugins(entry_points=False).registry()
     return registry

@@ -12,8 +12,9 @@ from router.upstream.pool import UpstreamPool
 if TYPE_CHECKING:
     import aiohttp
 
-    from router.config import RouterConfig
+    from router.config import PluginRules, RouterConfig
     from router.exchange import Exchange
+    from router.plugins import Plugins
     from router.registry import Registry
 
 RECENT = 20  # requests shown by `ghost-router top`
@@ -26,6 +27,8 @@ class RouterState:
 
     registry: Registry
     config: RouterConfig
+    plugins: Plugins
+    plugin_rules: PluginRules = field(default_factory=list)
     verbose: bool = False
     pool: UpstreamPool = field(default_factory=UpstreamPool)
     session: aiohttp.ClientSession = None  # type: ignore[assignment]  # set in the app's cleanup context
@@ -42,9 +45,11 @@ class RouterState:
     def __post_init__(self) -> None:
         self.pool.apply(self.config.upstreams)
 
-    def adopt(self, config: RouterConfig) -> None:
-        """Make CONFIG the live table; requests already running keep the table they started with."""
+    def adopt(self, config: RouterConfig, plugins: Plugins | None = None, registry: Registry | None = None, plugin_rules: PluginRules | None = None) -> None:
+        """Make CONFIG (and a reloaded plugin set) live; requests already running keep what they started with."""
         self.pool.apply(config.upstreams)
+        if plugins is not None and registry is not None:
+            self.plugins, self.registry, self.plugin_rules = plugins, registry, plugin_rules or []
         self.config = config
         self.reloads += 1
         self.last_load_error = None
@@ -91,6 +96,7 @@ class RouterState:
         return {
             "version": __version__,
             "rules_file": config.source,
+            "plugins": {"loaded": self.plugins.loaded, "errors": self.plugins.errors},
             "loaded_at": config.loaded_at,
             "reloads": self.reloads,
             "last_load_error": self.last_load_error,

@@ -102,7 +102,7 @@ async def test_sighup_reloads_even_when_the_file_looks_unchanged(live_router, ru
     before = os.stat(path)
     write(greeting="v1-")  # same size, same mtime after utime: the poll cannot see it
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
-    live_router.app[WATCHER]._signature = live_router.app[WATCHER]._stat()
+    live_router.app[WATCHER]._rules_signature = live_router.app[WATCHER]._rules_stat()
     await asyncio.sleep(0.6)
     assert state.reloads == 0
     os.kill(os.getpid(), signal.SIGHUP)

@@ -36,7 +36,8 @@ class Forward:
         return f"forward:{self.upstream}/{self.priority}"
 
     async def run(self, ex: Exchange, state: RouterState) -> web.StreamResponse:
-        """Queue, then proxy."""
+        """Let plugins edit the request, then queue and proxy."""
+        await state.plugins.each("before_forward", exchange=ex, upstream=self.upstream)
         return await forward(ex, state.pool[self.upstream], self.priority, state.session)
 
 

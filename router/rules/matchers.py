@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from router.exchange import Exchange
-from router.registry import MatcherSpec, Registry, Test
+from router.registry import MatcherSpec, Test
 from router.rules.globs import compile_glob, compile_regex
 
 STRING_OR_LIST = {
@@ -159,9 +159,3 @@ BUILTIN_MATCHERS = [
     MatcherSpec("max_tokens", RANGE, match_max_tokens, "requested max_tokens, number or range"),
     MatcherSpec("client", STRING_OR_LIST, match_client, "client or protocol name, e.g. claude-code, anthropic"),
 ]
-
-
-def register_builtin_matchers(registry: Registry) -> None:
-    """Register every built-in matcher."""
-    for spec in BUILTIN_MATCHERS:
-        registry.add_matcher(spec)

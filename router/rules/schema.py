@@ -68,6 +68,7 @@ def build_schema(registry: Registry) -> dict[str, Any]:
         "properties": {
             "version": {"const": 1},
             "default_upstream": {"type": "string"},
+            "plugin_rules": {"type": "boolean"},
             "limits": {"type": "object", "additionalProperties": False, "properties": {"max_body": SIZE}},
             "upstreams": {"type": "object", "minProperties": 1, "additionalProperties": UPSTREAM},
             "rules": {"type": "array", "items": rule},

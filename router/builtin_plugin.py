@@ -1,0 +1,35 @@
+"""The built-in protocols, matchers and actions, registered exactly as a plugin's would be."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from router.hookspecs import hookimpl
+from router.protocols.base import Protocol
+from router.registry import ActionSpec, MatcherSpec
+
+
+@hookimpl(trylast=True)
+def register_protocols(register: Callable[[Protocol], None]) -> None:
+    """The Anthropic Messages API (the default protocol for requests no adapter claims)."""
+    from router.protocols.anthropic import AnthropicMessages
+
+    register(AnthropicMessages())
+
+
+@hookimpl(trylast=True)
+def register_matchers(register: Callable[[MatcherSpec], None]) -> None:
+    """path, method, model, system, user, header, tools, stream, max_tokens, client, ..."""
+    from router.rules.matchers import BUILTIN_MATCHERS
+
+    for spec in BUILTIN_MATCHERS:
+        register(spec)
+
+
+@hookimpl(trylast=True)
+def register_actions(register: Callable[[ActionSpec], None]) -> None:
+    """rewrite, fake, estimate, forward, reject."""
+    from router.actions import estimate, fake, forward, reject, rewrite
+
+    for module in (rewrite, fake, estimate, forward, reject):
+        register(module.SPEC)

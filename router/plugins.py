@@ -1,0 +1,155 @@
+"""Finding and loading plugins, and calling their hooks (sync or async) in order.
+
+Places, and only these: the built-ins (always), installed packages' `ghost_router` entry points,
+and `*.py` files in the plugin folders given (the `plugins/` folder next to the rules file and
+`--plugins-dir`). `GHOST_ROUTER_PLUGINS=name,name` allows only those names (`none`: no plugin
+beyond the built-ins). A plugin that fails to load is reported with its file and error and
+left out; the router keeps serving.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import inspect
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import pluggy
+
+from router import hookspecs
+from router.log import logger
+from router.registry import Registry
+
+ALLOW_ENV = "GHOST_ROUTER_PLUGINS"
+ENTRY_POINT_GROUP = "ghost_router"
+
+
+async def await_me_maybe(value: Any) -> Any:
+    """The value, awaited if it is awaitable (hooks may be sync or async)."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+@dataclass
+class Plugins:
+    """A loaded plugin set: the pluggy manager, what loaded, and what failed."""
+
+    manager: pluggy.PluginManager
+    loaded: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)  # plugin files, watched for hot reload
+
+    def _impls(self, name: str) -> list[Any]:
+        return list(reversed(getattr(self.manager.hook, name).get_hookimpls()))  # pluggy's call order
+
+    async def first(self, name: str, **kwargs: Any) -> tuple[Any, str] | None:
+        """Call hook NAME in order; the first non-None answer and the plugin that gave it."""
+        for impl in self._impls(name):
+            result = await await_me_maybe(impl.function(**kwargs))
+            if result is not None:
+                return result, impl.plugin_name
+        return None
+
+    async def each(self, name: str, **kwargs: Any) -> None:
+        """Call every implementation of hook NAME; an exception is logged and swallowed."""
+        for impl in self._impls(name):
+            try:
+                await await_me_maybe(impl.function(**kwargs))
+            except Exception as exc:  # noqa: BLE001 - an observer must never break a request
+                logger.error("plugin %s failed in %s: %s: %s", impl.plugin_name, name, type(exc).__name__, exc)
+
+    def each_now(self, name: str, **kwargs: Any) -> None:
+        """Call every (synchronous) implementation of hook NAME in order, for registration."""
+        for impl in reversed(self._impls(name)):  # built-ins (trylast) first
+            try:
+                impl.function(**kwargs)
+            except Exception as exc:  # noqa: BLE001 - a broken plugin is reported, not fatal
+                self.errors.append(f"plugin {impl.plugin_name}: {name} failed: {type(exc).__name__}: {exc}")
+
+    def registry(self) -> tuple[Registry, list[tuple[str, str]]]:
+        """The matchers, actions and protocols every plugin registers, and their default rules
+        as (plugin, YAML text) pairs."""
+        registry = Registry()
+        self.each_now("register_protocols", register=registry.add_protocol)
+        self.each_now("register_matchers", register=registry.add_matcher)
+        self.each_now("register_actions", register=registry.add_action)
+        rules: list[tuple[str, str]] = []
+        for impl in reversed(self._impls("register_rules")):
+            try:
+                impl.function(register=lambda text, name=impl.plugin_name: rules.append((name, text)))
+            except Exception as exc:  # noqa: BLE001
+                self.errors.append(f"plugin {impl.plugin_name}: register_rules failed: {type(exc).__name__}: {exc}")
+        return registry, rules
+
+
+def _allowed(name: str) -> bool:
+    allow = os.environ.get(ALLOW_ENV)
+    if allow is None:
+        return True
+    names = {n.strip() for n in allow.split(",") if n.strip()}
+    return name in names and "none" not in names
+
+
+def load_plugins(folders: Iterable[str | os.PathLike[str]] = (), entry_points: bool = True) -> Plugins:
+    """Build the plugin manager: built-ins, then entry points, then plugin files."""
+    from router import builtin_plugin
+
+    manager = pluggy.PluginManager(hookspecs.PROJECT)
+    manager.add_hookspecs(hookspecs)
+    plugins = Plugins(manager)
+    manager.register(builtin_plugin, name="builtin")
+    plugins.loaded.append("builtin")
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP) if entry_points else ():
+        if not _allowed(entry_point.name) or manager.get_plugin(entry_point.name):
+            continue
+        try:
+            _register(plugins, entry_point.load(), entry_point.name)
+        except Exception as exc:  # noqa: BLE001 - reported, not fatal
+            plugins.errors.append(f"plugin {entry_point.name} ({entry_point.value}): {type(exc).__name__}: {exc}")
+    for folder in folders:
+        for path in sorted(Path(folder).glob("*.py")):
+            if path.name.startswith("_"):
+                continue
+            plugins.files.append(path)
+            if not _allowed(path.stem):
+                continue
+            try:
+                _register(plugins, _import_file(path), path.stem)
+            except Exception as exc:  # noqa: BLE001 - reported, not fatal
+                plugins.errors.append(f"plugin file {path}: {type(exc).__name__}: {exc}")
+    for error in plugins.errors:
+        logger.error("%s (left out; the router goes on without it)", error)
+    return plugins
+
+
+def _register(plugins: Plugins, module: Any, name: str) -> None:
+    if plugins.manager.get_plugin(name) is not None:
+        raise ValueError(f"a plugin named {name!r} is already loaded")
+    plugins.manager.register(module, name=name)
+    try:
+        plugins.manager.check_pending()
+    except pluggy.PluginValidationError as exc:
+        plugins.manager.unregister(module)
+        raise ValueError(f"{exc} (known hooks: {', '.join(h.__name__ for h in hookspecs.HOOKS)})") from None
+    plugins.loaded.append(name)
+
+
+def _import_file(path: Path) -> Any:
+    """Import a plugin file as a fresh module (a changed file is re-read on reload)."""
+    module_name = f"ghost_router_plugin_{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+    return module
