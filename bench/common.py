@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -34,11 +35,28 @@ def sse(event: str, data: dict) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 
 
-def upstream_app(events: int, interval: float) -> web.Application:
-    """An Anthropic-speaking upstream: non-streaming JSON, or EVENTS text deltas INTERVAL apart."""
+def upstream_app(events: int, interval: float, prefill: float = 0.0) -> web.Application:
+    """An Anthropic-speaking upstream: non-streaming JSON, or EVENTS text deltas INTERVAL apart,
+    after PREFILL seconds of (simulated) prompt processing."""
+
+    stats = {"in_flight": 0, "max_in_flight": 0, "requests": 0}
+
+    async def counted(request: web.Request) -> web.StreamResponse:
+        stats["in_flight"] += 1
+        stats["requests"] += 1
+        stats["max_in_flight"] = max(stats["max_in_flight"], stats["in_flight"])
+        try:
+            return await messages(request)
+        finally:
+            stats["in_flight"] -= 1
+
+    async def stats_view(request: web.Request) -> web.Response:
+        return web.json_response(stats)
 
     async def messages(request: web.Request) -> web.StreamResponse:
         body = await request.json()
+        if prefill:
+            await asyncio.sleep(prefill)
         if not body.get("stream"):
             await asyncio.sleep(events * interval)  # the time a server takes to generate the reply
             text = "".join(f"t{i} " for i in range(events))
@@ -59,11 +77,12 @@ def upstream_app(events: int, interval: float) -> web.Application:
         return response
 
     app = web.Application(client_max_size=64 * 1024 * 1024)
-    app.router.add_post("/v1/messages", messages)
+    app.router.add_post("/v1/messages", counted)
+    app.router.add_get("/_stats", stats_view)
     return app
 
 
-def serve_upstream_forever(port: int, events: int, interval: float) -> None:
+def serve_upstream_forever(port: int, events: int, interval: float, prefill: float = 0.0) -> None:
     """Entry point for the upstream subprocess (on uvloop when installed, like the router)."""
     try:
         import uvloop
@@ -71,15 +90,15 @@ def serve_upstream_forever(port: int, events: int, interval: float) -> None:
         uvloop.install()
     except ImportError:
         pass
-    web.run_app(upstream_app(events, interval), host="127.0.0.1", port=port, print=None, access_log=None, handler_cancellation=True)
+    web.run_app(upstream_app(events, interval, prefill), host="127.0.0.1", port=port, print=None, access_log=None, handler_cancellation=True)
 
 
 @contextmanager
-def process(args: list[str], ready_port: int, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
+def process(args: list[str], ready_port: int, env: dict[str, str] | None = None, timeout: float = 30) -> Iterator[subprocess.Popen]:
     """Run ARGS until the block ends; wait until READY_PORT accepts connections."""
     proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + timeout
         while True:
             try:
                 socket.create_connection(("127.0.0.1", ready_port), timeout=0.2).close()
@@ -97,16 +116,38 @@ def process(args: list[str], ready_port: int, env: dict[str, str] | None = None)
             proc.kill()
 
 
-def upstream_process(port: int, events: int, interval: float):
+def upstream_process(port: int, events: int, interval: float, prefill: float = 0.0):
     """The paced upstream in its own process."""
-    code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from bench.common import serve_upstream_forever; serve_upstream_forever({port}, {events}, {interval})"
+    code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from bench.common import serve_upstream_forever; serve_upstream_forever({port}, {events}, {interval}, {prefill})"
     return process([sys.executable, "-c", code], port)
 
 
-def router_process(port: int, upstream_port: int, extra: list[str] = ()):  # type: ignore[assignment]
-    """ghost-router serve on its embedded default rules, logging off (as a benchmark should measure the proxy)."""
+def router_process(port: int, upstream_port: int, extra: list[str] = (), cpu: int | None = None):  # type: ignore[assignment]
+    """ghost-router serve on its embedded default rules (logging on, as users run it), optionally pinned to CPU."""
     args = [sys.executable, "-m", "router", "serve", "--port", str(port), "--upstream", f"http://127.0.0.1:{upstream_port}", *extra]
-    return process(args, port)
+    return process(pinned(args, cpu), port)
+
+
+def pinned(args: list[str], cpu: int | None) -> list[str]:
+    """ARGS run on one CPU (with taskset) when CPU is given and the machine has more than one."""
+    if cpu is None or (os.cpu_count() or 1) < 2 or not shutil.which("taskset"):
+        return args
+    return ["taskset", "-c", str(cpu), *args]
+
+
+def rss_and_fds(pid: int) -> tuple[int, int]:
+    """Resident memory in KiB and open descriptors of PID (Linux /proc)."""
+    rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("VmRSS:"))
+    return rss, len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def write_result(name: str, data: dict) -> Path:
+    """Save a benchmark's results as bench/results/NAME.json."""
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    path = out / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2))
+    return path
 
 
 def summary(values: list[float]) -> dict[str, float]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import free_port, router_process, summary, upstream_process  # noqa: E402
+from bench.common import free_port, router_process, summary, upstream_process, write_result  # noqa: E402
 from bench.naive_proxy import naive_proxy_process  # noqa: E402
 
 BODY_TEXT = "x" * int(__import__("os").environ.get("BENCH_BODY", 50_000))
@@ -74,9 +73,8 @@ def main() -> int:
                 ratio = total["median"] / direct["total"]["median"]
                 report[kind][name] = {"ttfb": ttfb, "total": total, "ttfb_added_ms": added, "total_ratio": ratio}
                 print(f"{name:14} {ttfb['median']:8.2f} [{ttfb['p10']:6.2f}-{ttfb['p90']:6.2f}] {total['median']:9.2f} [{total['p10']:7.2f}-{total['p90']:7.2f}] {added:+10.2f} {ratio:11.3f}")
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "overhead.json").write_text(json.dumps(report, indent=2))
+    report["command"] = f"python bench/overhead.py --rounds {args.rounds} --interval {args.interval}"
+    write_result("overhead", report)
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -102,6 +103,7 @@ class RouterState:
             "last_load_error": self.last_load_error,
             "last_load_error_at": self.last_load_error_at,
             "uptime": round(time.time() - self.started_at, 1),
+            "tasks": len(asyncio.all_tasks()),
             "requests": self.requests,
             "outcomes": {k: self.outcomes[k] for k in ("answered", "forwarded", "errors", "client_closed")},
             "rules": [

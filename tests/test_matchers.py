@@ -90,3 +90,11 @@ def test_estimate_tracks_text_size():
     code = "def add(a: int, b: int) -> int:\n    return a + b\n" * 50
     assert 20 * 50 <= estimate_tokens(code) <= 30 * 50
     assert estimate_tokens("") == 0
+
+
+def test_long_texts_are_estimated_from_slices_within_a_few_percent():
+    from router.tokens import SAMPLE_ABOVE, _count
+
+    text = ("def handler(request):\n    return {'status': 200, 'items': [1, 2, 3]}\n" + "Plain prose about the build. " * 3) * 4000
+    assert len(text) > SAMPLE_ABOVE
+    assert abs(estimate_tokens(text) - _count(text)) / _count(text) < 0.03
