@@ -128,8 +128,12 @@ def load_plugins(folders: Iterable[str | os.PathLike[str]] = (), entry_points: b
 
 
 def _register(plugins: Plugins, module: Any, name: str) -> None:
-    if plugins.manager.get_plugin(name) is not None:
-        raise ValueError(f"a plugin named {name!r} is already loaded")
+    existing = plugins.manager.get_plugin(name)
+    if existing is not None:
+        if name == "builtin" or name not in plugins.loaded:
+            raise ValueError(f"a plugin named {name!r} is already loaded")
+        plugins.manager.unregister(existing)  # a plugin file replaces the installed plugin of the same name
+        plugins.loaded.remove(name)
     plugins.manager.register(module, name=name)
     try:
         plugins.manager.check_pending()

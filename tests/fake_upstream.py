@@ -132,6 +132,8 @@ class FakeUpstream:
                 {"type": "error", "error": {"type": "upstream_says", "message": f"upstream error {status}"}}, status=status
             )
         body = seen.body if isinstance(seen.body, dict) else {}
+        if request.path == "/v1/chat/completions":
+            return await self._openai_chat(request, body)
         if self.agent_command and body.get("tools") and "tool" not in d:
             result = _tool_result_text(body)
             if result is None:
@@ -180,6 +182,40 @@ class FakeUpstream:
         await response.write(_sse("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None}, "usage": {"output_tokens": events}}))
         self.last_event_sent[id(seen)] = time.monotonic()
         await response.write(_sse("message_stop", {"type": "message_stop"}))
+        await response.write_eof()
+        return response
+
+
+    async def _openai_chat(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        """OpenAI chat completions: a tool call first when playing an agent, then the tool's output."""
+        messages = body.get("messages") or []
+        last = messages[-1] if messages else {}
+        tool_call = None
+        if self.agent_command and body.get("tools") and last.get("role") != "tool":
+            name = next((t["function"]["name"] for t in body["tools"] if t.get("function", {}).get("name") in ("bash", "Bash", "shell")), body["tools"][0]["function"]["name"])
+            tool_call = {"index": 0, "id": "call_test1", "type": "function", "function": {"name": name, "arguments": json.dumps({"command": self.agent_command, "description": "Run the command the test asked for"})}}
+        text = "" if tool_call else (f"The command printed: {str(last.get('content', '')).strip()}" if last.get("role") == "tool" else "tok0 tok1 tok2 ")
+        finish = "tool_calls" if tool_call else "stop"
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": text or None, **({"tool_calls": [{k: v for k, v in tool_call.items() if k != "index"}]} if tool_call else {})}
+            return web.json_response({"id": "chatcmpl-up", "object": "chat.completion", "created": 0, "model": body.get("model"), "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}})
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+
+        async def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> None:
+            data = {"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": 0, "model": body.get("model"), "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
+            await response.write(f"data: {json.dumps(data)}\n\n".encode())
+
+        await chunk({"role": "assistant", "content": ""})
+        if tool_call:
+            await chunk({"tool_calls": [tool_call]})
+        else:
+            await chunk({"content": text})
+        await chunk({}, finish)
+        if (body.get("stream_options") or {}).get("include_usage"):
+            usage = {"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": 0, "model": body.get("model"), "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}
+            await response.write(f"data: {json.dumps(usage)}\n\n".encode())
+        await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
 

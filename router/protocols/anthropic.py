@@ -11,7 +11,7 @@ from multidict import CIMultiDictProxy
 from router.errors import BadRequest, RouterError
 from router.exchange import Exchange, RequestView
 from router.jsonutil import dumps
-from router.protocols.base import Protocol, Reply
+from router.protocols.base import Protocol, Reply, client_from_user_agent
 from router.tokens import estimate_tokens, quick_estimate
 
 # https://docs.anthropic.com/en/api/errors
@@ -112,8 +112,7 @@ class AnthropicMessages(Protocol):
             stream=stream,
             max_tokens=max_tokens if isinstance(max_tokens, int) else None,
         )
-        client = "claude-code" if headers.get("User-Agent", "").startswith("claude-cli") else self.name
-        return view, client
+        return view, client_from_user_agent(headers, self.name)
 
     @staticmethod
     def _system_text(system: Any) -> str:

@@ -13,6 +13,23 @@ if TYPE_CHECKING:
     from router.exchange import Exchange, RequestView
 
 
+CLIENTS_BY_USER_AGENT = (
+    ("claude-cli/", "claude-code"),
+    ("opencode/", "opencode"),
+    ("codex", "codex"),
+    ("GeminiCLI", "gemini-cli"),
+)
+
+
+def client_from_user_agent(headers: CIMultiDictProxy[str] | Any, default: str) -> str:
+    """The agent CLI named by the User-Agent header (claude-code, opencode, codex, gemini-cli), else DEFAULT."""
+    agent = headers.get("User-Agent", "") if headers is not None else ""
+    for marker, client in CLIENTS_BY_USER_AGENT:
+        if agent.startswith(marker) or (marker == "GeminiCLI" and marker in agent):
+            return client
+    return default
+
+
 @dataclass(frozen=True)
 class Reply:
     """A locally made answer: the assistant's text and why it stopped."""

@@ -1,0 +1,203 @@
+"""OpenCode (`opencode-ai`): the OpenAI chat completions API, its title call, and compaction.
+
+OpenCode 1.18 talks to an OpenAI-compatible provider at POST /v1/chat/completions (stream, with
+usage). Its title call (system "You are a title generator. You output ONLY a thread title.",
+no tools) overlaps the first turn by about a second and expects plain text. Compaction ("You
+are a context summarization agent.") uses the main model and must reach it: never faked.
+A context overflow is left as the server says it: OpenCode compacts on "exceeds the available
+context size".
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any, Callable, ClassVar
+
+from aiohttp import web
+from multidict import CIMultiDictProxy
+
+from router.errors import BadRequest, RouterError
+from router.exchange import Exchange, RequestView
+from router.hookspecs import hookimpl
+from router.jsonutil import dumps
+from router.protocols.base import Protocol, Reply, client_from_user_agent
+from router.tokens import estimate_tokens, quick_estimate
+
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error", 413: "invalid_request_error", 429: "rate_limit_error"}
+
+
+def _expect(value: Any, kind: type | tuple[type, ...], field: str, what: str) -> None:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        raise BadRequest(f"{field}: expected {what}")
+
+
+def message_text(content: Any) -> str:
+    """The text of a chat message's content: a string or a list of `text` parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return ""
+
+
+class OpenAIChat(Protocol):
+    """Adapter for OpenAI's chat completions, streaming (chunks, then `[DONE]`) and not."""
+
+    name: ClassVar[str] = "openai-chat"
+    stop_reasons: ClassVar[tuple[str, ...]] = ("stop", "length")
+
+    def kind_of(self, method: str, path: str) -> str | None:
+        """POST /v1/chat/completions."""
+        return "chat" if method == "POST" and path.rstrip("/") in ("/v1/chat/completions", "/chat/completions") else None
+
+    def parse(self, kind: str, body: Any, headers: CIMultiDictProxy[str]) -> tuple[RequestView, str]:
+        """Check the fields the router reads."""
+        _expect(body, dict, "body", "a JSON object")
+        _expect(body.get("model"), str, "model", "a string")
+        messages = body.get("messages")
+        _expect(messages, list, "messages", "an array of messages")
+        system, user = [], ""
+        for index, message in enumerate(messages):
+            _expect(message, dict, f"messages[{index}]", "an object")
+            role = message.get("role")
+            _expect(role, str, f"messages[{index}].role", "a string")
+            if role in ("system", "developer"):
+                system.append(message_text(message.get("content")))
+            elif role == "user":
+                user = message_text(message.get("content"))
+        tools = body.get("tools") or []
+        _expect(tools, list, "tools", "an array")
+        names = tuple(str((t.get("function") or {}).get("name", "")) for t in tools if isinstance(t, dict))
+        stream = body.get("stream", False)
+        _expect(stream, bool, "stream", "a boolean")
+        limit = body.get("max_completion_tokens", body.get("max_tokens"))
+        if limit is not None:
+            _expect(limit, int, "max_tokens", "an integer")
+        view = RequestView(model=body["model"], system="\n".join(system), user=user, tool_names=names, stream=stream, max_tokens=limit)
+        return view, client_from_user_agent(headers, "openai")
+
+    def _error(self, error: RouterError) -> tuple[int, dict[str, Any]]:
+        status = 503 if error.status == 529 else error.status  # 529 is Anthropic's; OpenAI clients retry 503
+        kind = ERROR_TYPES.get(status) or ("server_error" if status >= 500 else "invalid_request_error")
+        return status, {"error": {"message": error.message, "type": kind, "param": None, "code": None}}
+
+    def error_response(self, error: RouterError, request_id: str) -> web.Response:
+        """`{"error": {"message", "type", "param", "code"}}`."""
+        status, body = self._error(error)
+        return web.Response(status=status, text=dumps(body), content_type="application/json", headers={"x-request-id": request_id})
+
+    def sse_error_event(self, error: RouterError) -> bytes:
+        """An error chunk, as OpenAI-compatible servers send mid-stream."""
+        return f"data: {dumps(self._error(error)[1])}\n\n".encode()
+
+    def sse_keepalive_event(self) -> bytes:
+        """An SSE comment line: ignored by every SSE parser."""
+        return b": ping\n\n"
+
+    def wants_json(self, ex: Exchange) -> bool:
+        """response_format json_object or json_schema."""
+        fmt = (ex.body or {}).get("response_format") or {}
+        return isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema")
+
+    def _usage(self, ex: Exchange, text: str) -> dict[str, int]:
+        prompt, completion = quick_estimate(len(ex.raw)), estimate_tokens(text)
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+    async def send_reply(self, ex: Exchange, reply: Reply) -> web.StreamResponse:
+        """A chat.completion, or chunks then `data: [DONE]`."""
+        ident, created, model = f"chatcmpl-ghost{secrets.token_hex(8)}", int(time.time()), ex.view.model or "ghost-router"
+        if not ex.view.stream:
+            return web.json_response(
+                {
+                    "id": ident, "object": "chat.completion", "created": created, "model": model,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text}, "finish_reason": reply.stop_reason, "logprobs": None}],
+                    "usage": self._usage(ex, reply.text),
+                },
+                dumps=dumps,
+            )
+
+        def chunk(delta: dict[str, Any], finish: str | None, **extra: Any) -> str:
+            data = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra}
+            return f"data: {dumps(data)}\n\n"
+
+        parts = [chunk({"role": "assistant", "content": ""}, None), chunk({"content": reply.text}, None), chunk({}, reply.stop_reason)]
+        if ((ex.body or {}).get("stream_options") or {}).get("include_usage"):
+            usage = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [], "usage": self._usage(ex, reply.text)}
+            parts.append(f"data: {dumps(usage)}\n\n")
+        parts.append("data: [DONE]\n\n")
+        payload = "".join(parts).encode()
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"})
+        response.content_length = len(payload)
+        await response.prepare(ex.request)
+        await response.write(payload)
+        await response.write_eof()
+        return response
+
+    def text_for_counting(self, ex: Exchange) -> str:
+        """Every message's text, tool calls and the tool definitions."""
+        body = ex.body or {}
+        parts = [message_text(m.get("content")) + "".join(dumps(c) for c in m.get("tool_calls") or []) for m in body.get("messages", []) if isinstance(m, dict)]
+        parts += [dumps(t) for t in body.get("tools") or []]
+        return "\n".join(p for p in parts if p)
+
+    def cap_max_tokens(self, body: dict[str, Any], cap: int) -> bool:
+        """Lower max_tokens / max_completion_tokens to CAP."""
+        changed = False
+        for field in ("max_tokens", "max_completion_tokens"):
+            if isinstance(body.get(field), int) and body[field] > cap:
+                body[field] = cap
+                changed = True
+        return changed
+
+    def fold_system_messages(self, body: dict[str, Any]) -> bool:
+        """Append each system message after the first to the user message before it (or after it)."""
+        messages = body.get("messages")
+        if not isinstance(messages, list):
+            return False
+        late = [i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") in ("system", "developer") and i > 0]
+        if not late:
+            return False
+        folded: list[Any] = []
+        pending: list[str] = []
+        for index, message in enumerate(messages):
+            if index in late:
+                text = message_text(message.get("content"))
+                if folded and folded[-1].get("role") == "user":
+                    folded[-1] = {**folded[-1], "content": f"{message_text(folded[-1].get('content'))}\n\n{text}"}
+                else:
+                    pending.append(text)
+                continue
+            if pending and message.get("role") == "user":
+                message = {**message, "content": "\n\n".join([*pending, message_text(message.get("content"))])}
+                pending = []
+            folded.append(message)
+        if pending:
+            folded.insert(0, {"role": "system", "content": "\n\n".join(pending)})
+        body["messages"] = folded
+        return True
+
+
+RULES = """
+- name: opencode-title
+  description: OpenCode's title call, which would take the slot beside the first turn; plain text expected
+  match: {client: opencode, system: "You are a title generator"}
+  action: {fake: {title_from_prompt: true}}
+- name: opencode-compaction
+  description: OpenCode's compaction needs the real model; it is forwarded ahead of other traffic
+  match: {client: opencode, system: "You are a context summarization agent"}
+  action: {forward: {priority: user}}
+"""
+
+
+@hookimpl
+def register_protocols(register: Callable[[Protocol], None]) -> None:
+    """The OpenAI chat completions adapter."""
+    register(OpenAIChat())
+
+
+@hookimpl
+def register_rules(register: Callable[[str], None]) -> None:
+    """Title fake and compaction forward for OpenCode (over either API it speaks)."""
+    register(RULES)
