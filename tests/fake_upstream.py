@@ -134,6 +134,8 @@ class FakeUpstream:
         body = seen.body if isinstance(seen.body, dict) else {}
         if request.path == "/v1/chat/completions":
             return await self._openai_chat(request, body)
+        if request.path == "/v1/responses":
+            return await self._openai_responses(request, body)
         if self.agent_command and body.get("tools") and "tool" not in d:
             result = _tool_result_text(body)
             if result is None:
@@ -216,6 +218,43 @@ class FakeUpstream:
             usage = {"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": 0, "model": body.get("model"), "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}
             await response.write(f"data: {json.dumps(usage)}\n\n".encode())
         await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+
+    async def _openai_responses(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        """OpenAI Responses: a function call first when playing an agent, then the tool's output."""
+        items = body.get("input") or []
+        outputs = [i for i in items if isinstance(i, dict) and i.get("type") == "function_call_output"]
+        call = bool(self.agent_command and body.get("tools") and not outputs)
+        if call:
+            item = {"type": "function_call", "id": "fc_test1", "call_id": "call_test1", "name": "exec_command", "arguments": json.dumps({"cmd": self.agent_command}), "status": "completed"}
+        else:
+            said = str(outputs[-1].get("output", "")) if outputs else ""
+            text = f"The command printed: {said.strip()}" if outputs else "tok0 tok1 tok2 "
+            item = {"type": "message", "id": "msg_up1", "status": "completed", "role": "assistant", "content": [{"type": "output_text", "text": text, "annotations": []}]}
+        done = {"id": "resp_up1", "object": "response", "created_at": 0, "status": "completed", "model": body.get("model"), "output": [item],
+                "usage": {"input_tokens": 5, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 3, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 8}}
+        if not body.get("stream"):
+            return web.json_response(done)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        sequence = iter(range(100))
+
+        async def event(name: str, data: dict[str, Any]) -> None:
+            await response.write(f"event: {name}\ndata: {json.dumps({'type': name, **data, 'sequence_number': next(sequence)})}\n\n".encode())
+
+        await event("response.created", {"response": {**done, "status": "in_progress", "output": []}})
+        await event("response.output_item.added", {"output_index": 0, "item": {**item, "status": "in_progress"}})
+        if not call:
+            text = item["content"][0]["text"]
+            where = {"item_id": item["id"], "output_index": 0, "content_index": 0}
+            await event("response.content_part.added", {**where, "part": {"type": "output_text", "text": "", "annotations": []}})
+            await event("response.output_text.delta", {**where, "delta": text})
+            await event("response.output_text.done", {**where, "text": text})
+            await event("response.content_part.done", {**where, "part": item["content"][0]})
+        await event("response.output_item.done", {"output_index": 0, "item": item})
+        await event("response.completed", {"response": done})
         await response.write_eof()
         return response
 

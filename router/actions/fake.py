@@ -27,17 +27,17 @@ SCHEMA = {
     "description": "one of text, json, title_from_prompt, or a bare status for probes",
 }
 
-_SESSION = re.compile(r"<session>(.*?)</session>", re.DOTALL)
+_SESSION = re.compile(r"<session>(.*?)</session>|User prompt:\s*(.*)", re.DOTALL)
 _TAGGED = re.compile(r"<([\w-]+)>.*?</\1>", re.DOTALL)
 _WORD = re.compile(r"#?[^\W_][\w'./+#-]*")
 TITLE_WORDS = 6
-TITLE_CHARS = 50
+TITLE_CHARS = 36  # Codex's title schema allows 36; Claude Code asks for two to five words
 
 
 def title_from_prompt(prompt: str) -> str:
     """A short sentence-case title made from the user's own first words."""
-    inside = _SESSION.search(prompt)
-    text = inside.group(1) if inside else _TAGGED.sub(" ", prompt)
+    inside = _SESSION.search(prompt)  # the user's words inside a title prompt (Claude Code, Codex)
+    text = (inside.group(1) or inside.group(2)) if inside else _TAGGED.sub(" ", prompt)
     words: list[str] = []
     for word in _WORD.findall(text):
         if len(" ".join([*words, word])) > TITLE_CHARS or len(words) == TITLE_WORDS:

@@ -1,0 +1,219 @@
+"""Codex CLI (`@openai/codex`): the OpenAI Responses API and its request classification.
+
+Codex 0.169 speaks only POST /v1/responses (streamed). Every request carries the header
+`x-codex-turn-metadata` (JSON) whose `request_kind` (turn, compaction) and `thread_source`
+(user, thread_title, guardian_review) say what it is. The TUI's title call expects JSON
+`{"title": "..."}` (1-36 characters, via `text.format`) and runs beside the first turn.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from typing import Any, Callable, ClassVar
+
+from aiohttp import web
+from multidict import CIMultiDictProxy
+
+from router.errors import BadRequest, RouterError
+from router.exchange import Exchange, RequestView
+from router.hookspecs import hookimpl
+from router.jsonutil import dumps
+from router.protocols.base import Protocol, Reply, client_from_user_agent
+from router.registry import MatcherSpec, Test
+from router.rules.globs import compile_glob
+from router.tokens import estimate_tokens, quick_estimate
+
+METADATA_HEADER = "x-codex-turn-metadata"
+
+
+def item_text(content: Any) -> str:
+    """Text of a Responses input item's content: a string or input_text/output_text parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") in ("input_text", "output_text", "text"))
+    return ""
+
+
+def _sse(event: str, data: dict[str, Any]) -> str:
+    return f"event: {event}\ndata: {dumps({'type': event, **data})}\n\n"
+
+
+class OpenAIResponses(Protocol):
+    """Adapter for OpenAI's Responses API, streaming (typed events) and not."""
+
+    name: ClassVar[str] = "openai-responses"
+    stop_reasons: ClassVar[tuple[str, ...]] = ("completed",)
+
+    def kind_of(self, method: str, path: str) -> str | None:
+        """POST /v1/responses."""
+        return "responses" if method == "POST" and path.rstrip("/") in ("/v1/responses", "/responses") else None
+
+    def parse(self, kind: str, body: Any, headers: CIMultiDictProxy[str]) -> tuple[RequestView, str]:
+        """Instructions and system/developer items are the system text; the last user item is the user text."""
+        if not isinstance(body, dict):
+            raise BadRequest("body: expected a JSON object")
+        if not isinstance(body.get("model"), str):
+            raise BadRequest("model: expected a string")
+        items = body.get("input", [])
+        if isinstance(items, str):
+            items = [{"role": "user", "content": items}]
+        if not isinstance(items, list):
+            raise BadRequest("input: expected a string or an array of items")
+        system = [body["instructions"]] if isinstance(body.get("instructions"), str) else []
+        user = ""
+        for item in items:
+            if not isinstance(item, dict):
+                raise BadRequest("input: every item must be an object")
+            if item.get("role") in ("system", "developer"):
+                system.append(item_text(item.get("content")))
+            elif item.get("role") == "user":
+                user = item_text(item.get("content"))
+        tools = body.get("tools") or []
+        if not isinstance(tools, list):
+            raise BadRequest("tools: expected an array")
+        names = tuple(str(t.get("name", t.get("type", ""))) for t in tools if isinstance(t, dict))
+        stream = body.get("stream", False)
+        if not isinstance(stream, bool):
+            raise BadRequest("stream: expected a boolean")
+        limit = body.get("max_output_tokens")
+        view = RequestView(model=body["model"], system="\n".join(system), user=user, tool_names=names, stream=stream,
+                           max_tokens=limit if isinstance(limit, int) else None)
+        return view, client_from_user_agent(headers, "openai")
+
+    def _error(self, error: RouterError) -> tuple[int, dict[str, Any]]:
+        status = 503 if error.status == 529 else error.status
+        kind = "server_error" if status >= 500 else "invalid_request_error"
+        return status, {"error": {"message": error.message, "type": kind, "param": None, "code": error.error_type}}
+
+    def error_response(self, error: RouterError, request_id: str) -> web.Response:
+        """`{"error": {...}}` as the Responses API returns it."""
+        status, body = self._error(error)
+        return web.Response(status=status, text=dumps(body), content_type="application/json", headers={"x-request-id": request_id})
+
+    def sse_error_event(self, error: RouterError) -> bytes:
+        """A `response.failed` event: Codex reports it and ends the turn."""
+        failed = {"response": {"id": f"resp_ghost{secrets.token_hex(8)}", "object": "response", "status": "failed",
+                               "error": {"code": error.error_type or "server_error", "message": error.message}, "output": []}}
+        return _sse("response.failed", failed).encode()
+
+    def sse_keepalive_event(self) -> bytes:
+        """An SSE comment line."""
+        return b": ping\n\n"
+
+    def wants_json(self, ex: Exchange) -> bool:
+        """`text.format` of type json_schema or json_object."""
+        fmt = ((ex.body or {}).get("text") or {}).get("format") or {}
+        return isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "json_object")
+
+    @staticmethod
+    def _response(ex: Exchange, ids: tuple[str, str], text: str | None, status: str) -> dict[str, Any]:
+        response_id, item_id = ids
+        output = []
+        if text is not None:
+            output = [{"type": "message", "id": item_id, "status": "completed", "role": "assistant",
+                       "content": [{"type": "output_text", "text": text, "annotations": []}]}]
+        prompt, completion = quick_estimate(len(ex.raw)), estimate_tokens(text or "")
+        return {
+            "id": response_id, "object": "response", "created_at": int(time.time()), "status": status, "model": ex.view.model,
+            "output": output, "error": None, "incomplete_details": None,
+            "usage": {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": completion,
+                      "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": prompt + completion},
+        }
+
+    async def send_reply(self, ex: Exchange, reply: Reply) -> web.StreamResponse:
+        """A response object, or the typed event sequence ending in `response.completed`."""
+        ids = (f"resp_ghost{secrets.token_hex(8)}", f"msg_ghost{secrets.token_hex(8)}")
+        if not ex.view.stream:
+            return web.json_response(self._response(ex, ids, reply.text, "completed"), dumps=dumps)
+        started = {**self._response(ex, ids, None, "in_progress"), "usage": None}
+        item = {"type": "message", "id": ids[1], "status": "in_progress", "role": "assistant", "content": []}
+        part = {"type": "output_text", "text": "", "annotations": []}
+        done_part = {**part, "text": reply.text}
+        where = {"item_id": ids[1], "output_index": 0, "content_index": 0}
+        events = [
+            ("response.created", {"response": started}),
+            ("response.in_progress", {"response": started}),
+            ("response.output_item.added", {"output_index": 0, "item": item}),
+            ("response.content_part.added", {**where, "part": part}),
+            ("response.output_text.delta", {**where, "delta": reply.text}),
+            ("response.output_text.done", {**where, "text": reply.text}),
+            ("response.content_part.done", {**where, "part": done_part}),
+            ("response.output_item.done", {"output_index": 0, "item": {**item, "status": "completed", "content": [done_part]}}),
+            ("response.completed", {"response": self._response(ex, ids, reply.text, "completed")}),
+        ]
+        payload = "".join(_sse(name, {**data, "sequence_number": number}) for number, (name, data) in enumerate(events)).encode()
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"})
+        response.content_length = len(payload)
+        await response.prepare(ex.request)
+        await response.write(payload)
+        await response.write_eof()
+        return response
+
+    def text_for_counting(self, ex: Exchange) -> str:
+        """Instructions, every input item and the tool definitions."""
+        body = ex.body or {}
+        parts = [ex.view.system] + [item_text(i.get("content")) for i in body.get("input", []) if isinstance(i, dict) and i.get("role") == "user"]
+        parts += [dumps(t) for t in body.get("tools") or []]
+        return "\n".join(p for p in parts if p)
+
+    def cap_max_tokens(self, body: dict[str, Any], cap: int) -> bool:
+        """Set max_output_tokens to at most CAP."""
+        if isinstance(body.get("max_output_tokens"), int) and body["max_output_tokens"] <= cap:
+            return False
+        body["max_output_tokens"] = cap
+        return True
+
+
+def codex_turn(value: dict[str, str]) -> Test:
+    """Fields of the `x-codex-turn-metadata` header (or body client_metadata) against globs."""
+    globs = {field: compile_glob(pattern) for field, pattern in value.items()}
+
+    def test(ex: Exchange) -> bool:
+        raw = ex.headers.get(METADATA_HEADER)
+        if raw is None and isinstance(ex.body, dict):
+            raw = (ex.body.get("client_metadata") or {}).get(METADATA_HEADER)
+        try:
+            metadata = json.loads(raw) if raw else {}
+        except ValueError:
+            return False
+        return isinstance(metadata, dict) and all(isinstance(metadata.get(f), str) and g.match(metadata[f]) for f, g in globs.items())
+
+    return test
+
+
+RULES = """
+- name: codex-title
+  description: the TUI's thread title, beside the first turn; JSON {"title"} of at most 36 characters
+  match: {codex_turn: {thread_source: thread_title}}
+  action: {fake: {title_from_prompt: true}}
+- name: codex-guardian
+  description: Codex's own safety reviewer; never answered here, queued behind user turns
+  match: {codex_turn: {thread_source: guardian_review}}
+  action: {forward: {priority: background}}
+- name: codex-compaction
+  description: compaction needs the real model
+  match: {codex_turn: {request_kind: compaction}}
+  action: {forward: {priority: user}}
+"""
+
+
+@hookimpl
+def register_protocols(register: Callable[[Protocol], None]) -> None:
+    """The Responses API adapter."""
+    register(OpenAIResponses())
+
+
+@hookimpl
+def register_matchers(register: Callable[[MatcherSpec], None]) -> None:
+    """`codex_turn: {field: glob}` over x-codex-turn-metadata."""
+    schema = {"type": "object", "additionalProperties": {"type": "string"}, "minProperties": 1, "description": "{request_kind|thread_source|...: glob}"}
+    register(MatcherSpec("codex_turn", schema, codex_turn, "fields of Codex's x-codex-turn-metadata header"))
+
+
+@hookimpl
+def register_rules(register: Callable[[str], None]) -> None:
+    """Title fake, guardian and compaction forwards."""
+    register(RULES)
