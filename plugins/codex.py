@@ -108,6 +108,11 @@ class OpenAIResponses(Protocol):
         fmt = ((ex.body or {}).get("text") or {}).get("format") or {}
         return isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "json_object")
 
+    def output_schema(self, ex: Exchange) -> dict[str, Any] | None:
+        """text.format.schema."""
+        fmt = ((ex.body or {}).get("text") or {}).get("format") or {}
+        return fmt.get("schema") if isinstance(fmt, dict) and isinstance(fmt.get("schema"), dict) else None
+
     @staticmethod
     def _response(ex: Exchange, ids: tuple[str, str], text: str | None, status: str) -> dict[str, Any]:
         response_id, item_id = ids

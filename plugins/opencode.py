@@ -100,6 +100,12 @@ class OpenAIChat(Protocol):
         fmt = (ex.body or {}).get("response_format") or {}
         return isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema")
 
+    def output_schema(self, ex: Exchange) -> dict[str, Any] | None:
+        """response_format.json_schema.schema."""
+        fmt = (ex.body or {}).get("response_format") or {}
+        schema = (fmt.get("json_schema") or {}).get("schema") if isinstance(fmt, dict) else None
+        return schema if isinstance(schema, dict) else None
+
     def _usage(self, ex: Exchange, text: str) -> dict[str, int]:
         prompt, completion = quick_estimate(len(ex.raw)), estimate_tokens(text)
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}

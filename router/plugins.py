@@ -104,7 +104,8 @@ def load_plugins(folders: Iterable[str | os.PathLike[str]] = (), entry_points: b
     plugins = Plugins(manager)
     manager.register(builtin_plugin, name="builtin")
     plugins.loaded.append("builtin")
-    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP) if entry_points else ():
+    found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP) if entry_points else ()
+    for entry_point in sorted(found, key=lambda e: e.name):  # a stable order: plugin rules are ordered too
         if not _allowed(entry_point.name) or manager.get_plugin(entry_point.name):
             continue
         try:

@@ -136,6 +136,8 @@ class FakeUpstream:
             return await self._openai_chat(request, body)
         if request.path == "/v1/responses":
             return await self._openai_responses(request, body)
+        if request.path.startswith("/v1beta/models/"):
+            return await self._gemini(request, body)
         if self.agent_command and body.get("tools") and "tool" not in d:
             result = _tool_result_text(body)
             if result is None:
@@ -255,6 +257,28 @@ class FakeUpstream:
             await event("response.content_part.done", {**where, "part": item["content"][0]})
         await event("response.output_item.done", {"output_index": 0, "item": item})
         await event("response.completed", {"response": done})
+        await response.write_eof()
+        return response
+
+
+    async def _gemini(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        """Gemini generateContent / streamGenerateContent: a function call first when playing an agent."""
+        contents = body.get("contents") or []
+        responses = [p["functionResponse"] for c in contents for p in c.get("parts", []) if isinstance(p, dict) and "functionResponse" in p]
+        if self.agent_command and body.get("tools") and not responses:
+            part: dict[str, Any] = {"functionCall": {"name": "run_shell_command", "args": {"command": self.agent_command, "description": "Run the command the test asked for"}}}
+        elif responses:
+            output = responses[-1].get("response", {})
+            part = {"text": f"The command printed: {json.dumps(output)}"}
+        else:
+            part = {"text": "tok0 tok1 tok2 "}
+        reply = {"candidates": [{"content": {"parts": [part], "role": "model"}, "finishReason": "STOP", "index": 0}],
+                 "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 3, "totalTokenCount": 8}, "modelVersion": "upstream"}
+        if ":streamGenerateContent" not in request.path:
+            return web.json_response(reply)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(f"data: {json.dumps(reply)}\r\n\r\n".encode())
         await response.write_eof()
         return response
 

@@ -21,7 +21,7 @@ async def test_serve_prints_banner_answers_and_stops_cleanly(upstream):
         banner = [(await asyncio.wait_for(process.stdout.readline(), 20)).decode() for _ in range(5)]
         url = re.search(r"listening on (http://127\.0\.0\.1:\d+)", banner[0]).group(1)
         assert banner[1].startswith("rules: <embedded default rules>")
-        assert banner[2].strip() == "plugins: opencode"
+        assert banner[2].strip() == "plugins: codex, gemini, opencode"
         assert banner[3].startswith(f"upstream local: {upstream.url} (max_concurrency 1)")
         assert banner[4].strip() == f"client: ANTHROPIC_BASE_URL={url} ANTHROPIC_API_KEY=none claude --model qwen2.5-coder"
         async with aiohttp.ClientSession(base_url=url) as http:

@@ -21,10 +21,11 @@ SCHEMA = {
         "text": {"type": "string"},
         "json": {"type": "object"},
         "title_from_prompt": {"type": "boolean"},
+        "json_from_schema": {"type": "boolean"},
         "status": {"type": "integer", "minimum": 100, "maximum": 599},
         "stop_reason": {"type": "string"},
     },
-    "description": "one of text, json, title_from_prompt, or a bare status for probes",
+    "description": "one of text, json, title_from_prompt, json_from_schema, or a bare status for probes",
 }
 
 _SESSION = re.compile(r"<session>(.*?)</session>|User prompt:\s*(.*)", re.DOTALL)
@@ -47,6 +48,38 @@ def title_from_prompt(prompt: str) -> str:
     return title[:1].upper() + title[1:] if title else "New session"
 
 
+PLACEHOLDER = "answered by ghost-router"
+
+
+def example_from_schema(schema: Any) -> Any:
+    """The smallest value that follows SCHEMA: first enum values, minimums, required fields only."""
+    if not isinstance(schema, dict):
+        return None
+    if schema.get("enum"):
+        return schema["enum"][0]
+    if "const" in schema:
+        return schema["const"]
+    for key in ("anyOf", "oneOf"):
+        if schema.get(key):
+            return example_from_schema(schema[key][0])
+    kind = schema.get("type", "object")
+    kind = (kind[0] if isinstance(kind, list) and kind else kind)
+    kind = str(kind).lower()  # Gemini writes OBJECT, STRING, ...
+    if kind == "object":
+        properties = schema.get("properties") or {}
+        wanted = schema.get("required", list(properties))
+        return {name: example_from_schema(properties.get(name, {})) for name in wanted}
+    if kind == "array":
+        return [example_from_schema(schema.get("items"))] * int(schema.get("minItems", 0))
+    if kind in ("integer", "number"):
+        return schema.get("minimum", 0)
+    if kind == "boolean":
+        return False
+    if kind == "null":
+        return None
+    return PLACEHOLDER[: schema["maxLength"]] if isinstance(schema.get("maxLength"), int) else PLACEHOLDER
+
+
 @dataclass(frozen=True)
 class Fake:
     """A compiled fake: fixed text, a JSON object, a title from the prompt, or a bare status."""
@@ -56,12 +89,15 @@ class Fake:
     title: bool
     status: int | None
     stop_reason: str | None
+    from_schema: bool = False
 
     async def run(self, ex: Exchange, state: RouterState) -> web.StreamResponse:
         """Answer without the upstream."""
-        if self.status is not None and self.text is None and self.json_value is None and not self.title:
+        if self.status is not None and self.text is None and self.json_value is None and not self.title and not self.from_schema:
             return web.Response(status=self.status)
-        if self.title:
+        if self.from_schema:
+            text = dumps(example_from_schema(ex.protocol.output_schema(ex) or {"type": "object"}))
+        elif self.title:
             title = title_from_prompt(ex.view.user)
             text = dumps({"title": title}) if ex.protocol.wants_json(ex) else title
         elif self.json_value is not None:
@@ -76,12 +112,13 @@ class Fake:
 
 def build(options: dict[str, Any], context: BuildContext) -> Fake:
     """Check that exactly one kind of answer is asked for."""
-    kinds = [k for k in ("text", "json", "title_from_prompt") if options.get(k) not in (None, False)]
+    kinds = [k for k in ("text", "json", "title_from_prompt", "json_from_schema") if options.get(k) not in (None, False)]
     if len(kinds) > 1:
-        raise ValueError(f"choose one of text, json, title_from_prompt (got {', '.join(kinds)})")
+        raise ValueError(f"choose one of text, json, title_from_prompt, json_from_schema (got {', '.join(kinds)})")
     if not kinds and "status" not in options:
-        raise ValueError("say what to answer: text, json, title_from_prompt, or status (for probes)")
-    return Fake(options.get("text"), options.get("json"), bool(options.get("title_from_prompt")), options.get("status"), options.get("stop_reason"))
+        raise ValueError("say what to answer: text, json, title_from_prompt, json_from_schema, or status (for probes)")
+    return Fake(options.get("text"), options.get("json"), bool(options.get("title_from_prompt")), options.get("status"),
+                options.get("stop_reason"), bool(options.get("json_from_schema")))
 
 
 SPEC = ActionSpec("fake", SCHEMA, build, terminal=True, help="answer locally in the request's protocol")

@@ -154,6 +154,12 @@ class AnthropicMessages(Protocol):
         fmt = (body.get("output_config") or {}).get("format") or body.get("output_format") or {}
         return isinstance(fmt, dict) and fmt.get("type") == "json_schema"
 
+    def output_schema(self, ex: Exchange) -> dict[str, Any] | None:
+        """output_config.format.schema (or output_format.schema)."""
+        body = ex.body or {}
+        fmt = (body.get("output_config") or {}).get("format") or body.get("output_format") or {}
+        return fmt.get("schema") if isinstance(fmt, dict) and isinstance(fmt.get("schema"), dict) else None
+
     def _message(self, ex: Exchange, reply: Reply, streaming: bool) -> dict[str, Any]:
         return {
             "id": f"msg_ghost{secrets.token_hex(10)}",

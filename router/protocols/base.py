@@ -82,6 +82,10 @@ class Protocol:
         """Whether the client asked for a JSON answer (structured output)."""
         return False
 
+    def output_schema(self, ex: Exchange) -> dict[str, Any] | None:
+        """The JSON Schema the client asked its answer to follow, if any."""
+        return None
+
     def text_for_counting(self, ex: Exchange) -> str:
         """All the text of the request that the model would see, for token estimates."""
         raise NotImplementedError

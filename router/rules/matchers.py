@@ -129,6 +129,11 @@ def match_max_tokens(value: int | dict[str, int]) -> Test:
     return lambda ex: ex.view.max_tokens is not None and in_range(ex.view.max_tokens)
 
 
+def match_json_output(value: bool) -> Test:
+    """Whether the request asks for a structured (JSON) answer, in its protocol's own way."""
+    return lambda ex: ex.protocol.wants_json(ex) is value
+
+
 def match_client(value: str | list[str]) -> Test:
     """Client (e.g. claude-code) or protocol (e.g. anthropic) name against globs."""
     globs = _globs(value, ignore_case=True)
@@ -157,5 +162,6 @@ BUILTIN_MATCHERS = [
     ),
     MatcherSpec("stream", {"type": "boolean"}, match_stream, "true for streaming requests"),
     MatcherSpec("max_tokens", RANGE, match_max_tokens, "requested max_tokens, number or range"),
+    MatcherSpec("json_output", {"type": "boolean"}, match_json_output, "true when the request asks for a JSON answer"),
     MatcherSpec("client", STRING_OR_LIST, match_client, "client or protocol name, e.g. claude-code, anthropic"),
 ]
