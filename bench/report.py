@@ -108,7 +108,7 @@ def main() -> int:
             lines.append(f"| {r['bytes']:,} | {r['direct_ms']:.2f} | {r['router_ms']:.2f} | {r['forward_added_ms']:.2f} | {r['estimate_ms']:.2f} |")
         lines += ["", f"Added cost at 2 MB over 1 MB: {scale['growth_2mb_over_1mb']:.2f}x (2.0 would be linear). The body is read once and parsed once; it is forwarded as the original bytes unless a rewrite changed it; texts over 256 KiB are estimated from 64 evenly spaced slices (within about 1% of the full count).", ""]
     if memory:
-        first, last = memory["samples"][0], memory["samples"][-1]
+        first = memory["samples"][0]
         lines += ["## Memory and leaks", "", f"`{memory['command']}`: mixed fakes, estimates, probes and forwarded turns, 16 at a time.", ""]
         lines += ["| requests | RSS MiB | descriptors | asyncio tasks |", "| --- | --- | --- | --- |"]
         for s in memory["samples"]:

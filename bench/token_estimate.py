@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-from router.exchange import RequestView
 from router.protocols.anthropic import AnthropicMessages
 from router.tokens import estimate_tokens
 

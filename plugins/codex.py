@@ -20,7 +20,7 @@ from router.errors import BadRequest, RouterError
 from router.exchange import Exchange, RequestView
 from router.hookspecs import hookimpl
 from router.jsonutil import dumps
-from router.protocols.base import Protocol, Reply, client_from_user_agent
+from router.protocols.base import Protocol, Reply, client_from_user_agent, send_event_stream
 from router.registry import MatcherSpec, Test
 from router.rules.globs import compile_glob
 from router.tokens import estimate_tokens, quick_estimate
@@ -150,12 +150,7 @@ class OpenAIResponses(Protocol):
             ("response.completed", {"response": self._response(ex, ids, reply.text, "completed")}),
         ]
         payload = "".join(_sse(name, {**data, "sequence_number": number}) for number, (name, data) in enumerate(events)).encode()
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"})
-        response.content_length = len(payload)
-        await response.prepare(ex.request)
-        await response.write(payload)
-        await response.write_eof()
-        return response
+        return await send_event_stream(ex, payload)
 
     def text_for_counting(self, ex: Exchange) -> str:
         """Instructions, every input item and the tool definitions."""

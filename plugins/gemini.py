@@ -22,7 +22,7 @@ from router.errors import BadRequest, RouterError
 from router.exchange import Exchange, RequestView
 from router.hookspecs import hookimpl
 from router.jsonutil import dumps
-from router.protocols.base import Protocol, Reply, client_from_user_agent
+from router.protocols.base import Protocol, Reply, client_from_user_agent, send_event_stream
 from router.tokens import estimate_tokens, quick_estimate
 
 _PATH = re.compile(r"^/v1(?:beta|alpha)?/models/([^/:]+):(generateContent|streamGenerateContent|countTokens)$")
@@ -112,12 +112,7 @@ class GeminiGenerate(Protocol):
         if not ex.view.stream:
             return web.json_response(self._candidate(ex, reply), dumps=dumps)
         payload = f"data: {dumps(self._candidate(ex, reply))}\r\n\r\n".encode()
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-        response.content_length = len(payload)
-        await response.prepare(ex.request)
-        await response.write(payload)
-        await response.write_eof()
-        return response
+        return await send_event_stream(ex, payload)
 
     def count_response(self, ex: Exchange, tokens: int) -> web.Response:
         """`{"totalTokens": N}`."""

@@ -21,7 +21,7 @@ from router.errors import BadRequest, RouterError
 from router.exchange import Exchange, RequestView
 from router.hookspecs import hookimpl
 from router.jsonutil import dumps
-from router.protocols.base import Protocol, Reply, client_from_user_agent
+from router.protocols.base import Protocol, Reply, client_from_user_agent, send_event_stream
 from router.tokens import estimate_tokens, quick_estimate
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error", 413: "invalid_request_error", 429: "rate_limit_error"}
@@ -134,12 +134,7 @@ class OpenAIChat(Protocol):
             parts.append(f"data: {dumps(usage)}\n\n")
         parts.append("data: [DONE]\n\n")
         payload = "".join(parts).encode()
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"})
-        response.content_length = len(payload)
-        await response.prepare(ex.request)
-        await response.write(payload)
-        await response.write_eof()
-        return response
+        return await send_event_stream(ex, payload)
 
     def text_for_counting(self, ex: Exchange) -> str:
         """Every message's text, tool calls and the tool definitions."""

@@ -78,6 +78,22 @@ def make_router(aiohttp_server: Any, upstream: FakeUpstream) -> RouterFactory:
 
 
 @pytest.fixture
+def router_factory(aiohttp_server: Any) -> Callable[..., Awaitable[TestServer]]:
+    """A router on the embedded default rules plus every installed plugin (the bundled client
+    plugins among them), pointed at UPSTREAM_URL; EDIT may change the rules text first."""
+    from router.config import Overrides, embedded_rules_text
+    from router.plugins import load_plugins
+
+    async def make(upstream_url: str, edit: Callable[[str], str] = lambda text: text) -> TestServer:
+        plugins = load_plugins()
+        registry, rules = plugins.registry()
+        config = parse_config(edit(embedded_rules_text()), "default", registry, Overrides(upstream_url=upstream_url), rules)
+        return await aiohttp_server(build_app(config, registry, plugins=plugins, plugin_rules=rules))
+
+    return make
+
+
+@pytest.fixture
 async def sdk() -> Callable[..., anthropic.AsyncAnthropic]:
     """Make anthropic SDK clients pointed at a router (the strict client); closed after the test."""
     clients: list[anthropic.AsyncAnthropic] = []

@@ -10,9 +10,6 @@ import os
 import openai
 import pytest
 
-from router.app import build_app
-from router.config import Overrides, embedded_rules_text, parse_config
-from router.plugins import load_plugins
 from tests.clients import client_binary
 from tests.fake_upstream import FakeUpstream
 
@@ -25,17 +22,6 @@ TITLE_FORMAT = {"format": {"type": "json_schema", "strict": True, "name": "codex
 def metadata(**fields: str) -> dict[str, str]:
     return {"x-codex-turn-metadata": json.dumps({"session_id": "s1", "request_kind": "turn", "thread_source": "user", **fields}),
             "User-Agent": "codex-tui/0.169.0 (Debian 12.0.0; x86_64)"}
-
-
-@pytest.fixture
-def router_factory(aiohttp_server):
-    async def make(upstream_url: str):
-        plugins = load_plugins()
-        registry, rules = plugins.registry()
-        config = parse_config(embedded_rules_text(), "default", registry, Overrides(upstream_url=upstream_url), rules)
-        return await aiohttp_server(build_app(config, registry, plugins=plugins, plugin_rules=rules))
-
-    return make
 
 
 @pytest.mark.parametrize("stream", [False, True])

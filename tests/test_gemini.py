@@ -9,9 +9,6 @@ import os
 
 import pytest
 
-from router.app import build_app
-from router.config import Overrides, embedded_rules_text, parse_config
-from router.plugins import load_plugins
 from tests.clients import client_binary
 from tests.fake_upstream import FakeUpstream
 
@@ -23,17 +20,6 @@ CLASSIFIER = {
         "type": "OBJECT", "properties": {"complexity_reasoning": {"type": "STRING"}, "complexity_score": {"type": "INTEGER"}},
         "required": ["complexity_reasoning", "complexity_score"]}},
 }
-
-
-@pytest.fixture
-def router_factory(aiohttp_server):
-    async def make(upstream_url: str):
-        plugins = load_plugins()
-        registry, rules = plugins.registry()
-        config = parse_config(embedded_rules_text(), "default", registry, Overrides(upstream_url=upstream_url), rules)
-        return await aiohttp_server(build_app(config, registry, plugins=plugins, plugin_rules=rules))
-
-    return make
 
 
 async def test_structured_background_calls_are_answered_from_their_schema(router_factory, upstream, http):

@@ -10,25 +10,11 @@ import os
 import openai
 import pytest
 
-from router.app import build_app
-from router.config import Overrides, embedded_rules_text, parse_config
-from router.plugins import load_plugins
 from tests.clients import client_binary
 from tests.fake_upstream import FakeUpstream
 
 TITLE_SYSTEM = "You are a title generator. You output ONLY a thread title. Nothing else.\n\n<task>\nGenerate a brief title"
 OPENCODE_UA = {"User-Agent": "opencode/1.18.33 ai-sdk/provider-utils/4.0.23 runtime/bun/1.3.14"}
-
-
-@pytest.fixture
-def router_factory(aiohttp_server):
-    async def make(upstream_url: str, edit=lambda text: text):
-        plugins = load_plugins()
-        registry, rules = plugins.registry()
-        config = parse_config(edit(embedded_rules_text()), "default", registry, Overrides(upstream_url=upstream_url), rules)
-        return await aiohttp_server(build_app(config, registry, plugins=plugins, plugin_rules=rules))
-
-    return make
 
 
 def openai_client(router, **kwargs) -> openai.AsyncOpenAI:

@@ -11,7 +11,7 @@ from multidict import CIMultiDictProxy
 from router.errors import BadRequest, RouterError
 from router.exchange import Exchange, RequestView
 from router.jsonutil import dumps
-from router.protocols.base import Protocol, Reply, client_from_user_agent
+from router.protocols.base import Protocol, Reply, client_from_user_agent, send_event_stream
 from router.tokens import estimate_tokens, quick_estimate
 
 # https://docs.anthropic.com/en/api/errors
@@ -198,14 +198,7 @@ class AnthropicMessages(Protocol):
                 _sse("message_stop", {"type": "message_stop"}),
             ]
         ).encode()
-        response = web.StreamResponse(
-            headers={**headers, "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
-        )
-        response.content_length = len(events)
-        await response.prepare(ex.request)
-        await response.write(events)
-        await response.write_eof()
-        return response
+        return await send_event_stream(ex, events, headers)
 
     def count_response(self, ex: Exchange, tokens: int) -> web.Response:
         """`{"input_tokens": N}` as count_tokens returns it."""

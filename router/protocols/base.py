@@ -38,6 +38,18 @@ class Reply:
     stop_reason: str = "end_turn"
 
 
+async def send_event_stream(ex: Exchange, payload: bytes, headers: dict[str, str] | None = None) -> web.StreamResponse:
+    """Answer EX with a complete server-sent-event stream made locally (a fake reply), in one write."""
+    from aiohttp import web
+
+    response = web.StreamResponse(headers={**(headers or {}), "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"})
+    response.content_length = len(payload)
+    await response.prepare(ex.request)
+    await response.write(payload)
+    await response.write_eof()
+    return response
+
+
 class Protocol:
     """A client API. Subclasses claim paths, parse bodies and render replies, counts and errors."""
 
