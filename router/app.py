@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 from typing import AsyncIterator, Callable, Sequence
 
 import aiohttp
@@ -93,12 +94,25 @@ def _recorder(path: str) -> Callable[[web.Application], AsyncIterator[None]]:
 
 async def metrics_view(request: web.Request) -> web.Response:
     """GET /metrics: Prometheus text format."""
-    return web.Response(text=metrics.render(request.app[STATE]), content_type="text/plain", charset="utf-8")
+    denied = _denied(request, request.app[STATE])
+    return denied or web.Response(text=metrics.render(request.app[STATE]), content_type="text/plain", charset="utf-8")
 
 
 async def status_view(request: web.Request) -> web.Response:
     """GET /_router/status: rules file, load state, hit counts, queues."""
-    return web.json_response(request.app[STATE].status())
+    state = request.app[STATE]
+    denied = _denied(request, state)
+    return denied or web.json_response(state.status())
+
+
+def _denied(request: web.Request, state: RouterState) -> web.Response | None:
+    """The 401 answer for the router's own pages when a key is required and missing."""
+    ex = Exchange.from_request(request, state.registry.default_protocol, None)
+    try:
+        _check_key(ex, state.config)
+    except RouterError as error:
+        return ex.protocol.error_response(error, "req_ghost_status")
+    return None
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
@@ -135,7 +149,23 @@ async def handle(request: web.Request) -> web.StreamResponse:
             recorder.write(ex)
 
 
+def _check_key(ex: Exchange, config: RouterConfig) -> None:
+    """With auth.api_keys set, every request must carry one in x-api-key or Authorization: Bearer."""
+    if not config.api_keys:
+        return
+    bearer = ex.headers.get("Authorization", "")
+    offered = ex.headers.get("x-api-key") or ex.headers.get("x-goog-api-key") or (bearer[7:] if bearer[:7].lower() == "bearer " else "")
+    if not any(hmac.compare_digest(offered.encode(), key.encode()) for key in config.api_keys):
+        raise RouterError(
+            401,
+            "ghost-router: this router requires an API key (auth.api_keys in its rules file); "
+            "send one of them as x-api-key or Authorization: Bearer (for Claude Code: ANTHROPIC_API_KEY).",
+            "authentication_error",
+        )
+
+
 async def _route(ex: Exchange, state: RouterState, config: RouterConfig, plugins: Plugins) -> web.StreamResponse:
+    _check_key(ex, config)
     ex.raw = await _read_body(ex.request, config.max_body)
     ex.parse()
     intercepted = await plugins.first("intercept_request", exchange=ex)

@@ -110,10 +110,11 @@ def _serve(args: argparse.Namespace) -> int:
     except (RulesError, ValueError) as exc:
         print(f"ghost-router: {exc}", file=sys.stderr)
         return 2
-    if not _is_loopback(args.host) and not args.insecure:
+    if not _is_loopback(args.host) and not args.insecure and not config.api_keys:
         print(
             f"ghost-router: refusing to listen on {args.host}: anyone who can reach it could use your "
-            "local model. Listen on 127.0.0.1, or pass --insecure if the network is yours alone.",
+            "local model. Listen on 127.0.0.1, set auth.api_keys in the rules file, or pass --insecure "
+            "if the network is yours alone.",
             file=sys.stderr,
         )
         return 2

@@ -40,6 +40,7 @@ class RouterConfig:
     table: RuleTable
     max_body: int = DEFAULT_MAX_BODY
     loaded_at: float = field(default_factory=time.time)
+    api_keys: tuple[str, ...] = ()  # inbound keys; empty: no authentication (loopback only)
 
 
 def embedded_rules_text() -> str:
@@ -97,7 +98,16 @@ def parse_config(
                 raise RulesError(f"plugin rules: {message}")
             raise where.error(["rules", index - len(added), "name"], message)
     max_body = parse_size(data.get("limits", {}).get("max_body", DEFAULT_MAX_BODY))
-    return RouterConfig(source, upstreams, default, RuleTable(rules), max_body)
+    keys = tuple(_expand(where, ["auth", "api_keys", i], key) for i, key in enumerate((data.get("auth") or {}).get("api_keys", [])))
+    return RouterConfig(source, upstreams, default, RuleTable(rules), max_body, api_keys=keys)
+
+
+def _expand(where: _Locator, path: list[Any], value: str) -> str:
+    """VALUE with `${ENV_VAR}` replaced from the environment (an unset variable is an error at PATH)."""
+    try:
+        return _ENV_REF.sub(lambda m: os.environ[m.group(1)], value)
+    except KeyError as exc:
+        raise where.error(path, f"environment variable {exc.args[0]} is not set") from None
 
 
 def _plugin_rules(plugin_rules: PluginRules, registry: Registry, context: BuildContext) -> list[Rule]:
@@ -164,12 +174,7 @@ def _upstreams(data: dict[str, Any], where: _Locator, overrides: Overrides) -> t
         raise where.error(["default_upstream"], f"unknown upstream {default!r}; defined upstreams: {', '.join(raw)}")
     upstreams = {}
     for name, options in raw.items():
-        headers = []
-        for header, value in (options.get("headers") or {}).items():
-            try:
-                headers.append((header, _ENV_REF.sub(lambda m: os.environ[m.group(1)], value)))
-            except KeyError as exc:
-                raise where.error(["upstreams", name, "headers", header], f"environment variable {exc.args[0]} is not set") from None
+        headers = [(header, _expand(where, ["upstreams", name, "headers", header], value)) for header, value in (options.get("headers") or {}).items()]
         is_default = name == default
         url = overrides.upstream_url if (overrides.upstream_url and is_default) else options["url"]
         model = overrides.model if (overrides.model and is_default) else options.get("model")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import urllib.error
@@ -12,9 +13,15 @@ from typing import Any
 CLEAR = "\x1b[H\x1b[2J"
 
 
+KEY_ENV = "GHOST_ROUTER_API_KEY"
+
+
 def fetch(url: str, timeout: float = 2.0) -> dict[str, Any]:
-    """The router's status document."""
-    with urllib.request.urlopen(f"{url.rstrip('/')}/_router/status", timeout=timeout) as response:  # noqa: S310 - user-given loopback URL
+    """The router's status document (sending $GHOST_ROUTER_API_KEY when the router requires a key)."""
+    request = urllib.request.Request(f"{url.rstrip('/')}/_router/status")
+    if os.environ.get(KEY_ENV):
+        request.add_header("x-api-key", os.environ[KEY_ENV])
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - user-given router URL
         return json.load(response)
 
 

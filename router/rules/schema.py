@@ -69,6 +69,11 @@ def build_schema(registry: Registry) -> dict[str, Any]:
             "version": {"const": 1},
             "default_upstream": {"type": "string"},
             "plugin_rules": {"type": "boolean"},
+            "auth": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {"api_keys": {"type": "array", "items": {"type": "string", "minLength": 16}, "description": "keys of at least 16 characters; ${ENV_VAR} allowed"}},
+            },
             "limits": {"type": "object", "additionalProperties": False, "properties": {"max_body": SIZE}},
             "upstreams": {"type": "object", "minProperties": 1, "additionalProperties": UPSTREAM},
             "rules": {"type": "array", "items": rule},
