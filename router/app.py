@@ -71,6 +71,7 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
         skip_auto_headers=("Accept-Encoding", "User-Agent"),
     )
     yield
+    await state.pool.close()
     await state.session.close()
 
 

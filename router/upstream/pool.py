@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from router.edits import BodyEdits
+from router.upstream.health import Health
 from router.upstream.queue import PriorityGate
 
 
@@ -48,6 +49,11 @@ class Upstream:
     config: UpstreamConfig
     gate: PriorityGate
     stats: UpstreamStats = field(default_factory=UpstreamStats)
+    health: Health = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.health is None:
+            self.health = Health(self.config.name, self.config.url)
 
     @property
     def name(self) -> str:
@@ -74,6 +80,7 @@ class UpstreamPool:
                 self.by_name[name] = Upstream(config, PriorityGate(config.max_concurrency, config.max_queue))
                 continue
             current.config = config
+            current.health.url = config.url
             current.gate.max_queue = config.max_queue
             current.gate.max_concurrency = config.max_concurrency
         for name in list(self.by_name):
@@ -83,6 +90,11 @@ class UpstreamPool:
 
     def __getitem__(self, name: str) -> Upstream:
         return self.by_name[name]
+
+    async def close(self) -> None:
+        """Stop every health probe."""
+        for upstream in self.by_name.values():
+            await upstream.health.close()
 
     def status(self) -> dict[str, dict[str, object]]:
         """Per-upstream settings and live counts."""
@@ -97,6 +109,7 @@ class UpstreamPool:
                 "errors": up.stats.errors,
                 "cancelled": up.stats.cancelled,
                 "max_seen_in_flight": up.stats.max_seen_in_flight,
+                **up.health.status(),
             }
             for name, up in self.by_name.items()
         }

@@ -33,6 +33,10 @@ ERROR_BODY_LIMIT = 64 * 1024
 LARGE_BODY = 1024 * 1024  # aiohttp sends larger bodies in chunks from a BytesIO (it shares the bytes, no copy)
 
 
+class UpstreamRefused(UpstreamUnavailable):
+    """The upstream did not accept the connection."""
+
+
 class UpstreamBroke(RouterError):
     """The upstream failed after its response had started."""
 
@@ -44,6 +48,14 @@ async def forward(ex: Exchange, upstream: Upstream, priority: str, session: aioh
     """Wait for a slot on UPSTREAM at PRIORITY, then stream the upstream's answer to the client."""
     ex.priority, ex.upstream = priority, upstream.name
     upstream.config.edits.apply(ex)
+    health = upstream.health
+    if health.down:
+        since = time.strftime("%H:%M:%S", time.localtime(health.down_since))
+        raise UpstreamUnavailable(
+            503,
+            f"ghost-router: upstream '{upstream.name}' at {upstream.url} is down since {since} ({health.last_error}); "
+            "ghost-router checks it every second. Start the server there, or fix its url in the rules file (or --upstream).",
+        )
     try:
         ticket = upstream.gate.enter(priority)
     except QueueFull as exc:
@@ -53,9 +65,21 @@ async def forward(ex: Exchange, upstream: Upstream, priority: str, session: aioh
         ) from None
     waited = time.perf_counter()
     try:
+        queued = not ticket.granted.done()
         await _wait_for_slot(ex, ticket, upstream)
         ex.queue_wait = time.perf_counter() - waited
-        return await _proxy(ex, upstream, session)
+        while True:
+            # a request that had to queue survives an upstream restart within its queue_timeout
+            remaining = upstream.config.queue_timeout - (time.perf_counter() - waited)
+            if health.down and queued and not await health.wait_up(max(remaining, 0)):
+                raise UpstreamUnavailable(
+                    503, f"ghost-router: upstream '{upstream.name}' at {upstream.url} went down and did not come back within queue_timeout ({health.last_error})."
+                )
+            try:
+                return await _proxy(ex, upstream, session)
+            except UpstreamRefused:
+                if not queued:
+                    raise
     except (asyncio.CancelledError, ConnectionResetError):
         upstream.stats.cancelled += 1  # the client left, queued or mid-stream
         raise
@@ -126,7 +150,8 @@ async def _proxy(ex: Exchange, upstream: Upstream, session: aiohttp.ClientSessio
         )
     except aiohttp.ClientConnectorError as exc:
         upstream.stats.errors += 1
-        raise UpstreamUnavailable(
+        upstream.health.mark_down(exc.os_error.strerror or str(exc))
+        raise UpstreamRefused(
             502,
             f"ghost-router could not connect to upstream '{upstream.name}' at {config.url} "
             f"({exc.os_error.strerror or exc}). Start the server there, or fix upstreams.{upstream.name}.url "
@@ -144,6 +169,7 @@ async def _proxy(ex: Exchange, upstream: Upstream, session: aiohttp.ClientSessio
         raise UpstreamUnavailable(
             502, f"ghost-router: upstream '{upstream.name}' at {config.url} failed before answering: {exc}."
         ) from None
+    upstream.health.mark_up()
     complete = False
     try:
         head = b""
