@@ -9,6 +9,7 @@ comma-separated list of directives:
   hold_before=NAME  wait for release(NAME) before sending any response headers
   status=N        answer with this HTTP status and an Anthropic-shaped error
   die_after=N     stream N deltas, then drop the connection
+  stall_after=N   stream N deltas, then go silent (connection kept open)
   tool=NAME       answer with a tool_use block calling NAME
 """
 
@@ -172,6 +173,8 @@ class FakeUpstream:
                 await response.write(_sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}))
                 events = 0
             for i in range(events):
+                if "stall_after" in d and i == int(d["stall_after"]):
+                    await asyncio.sleep(3600)  # alive but silent
                 if "die_after" in d and i == int(d["die_after"]):
                     seen.outcome = "died"
                     assert request.transport is not None
