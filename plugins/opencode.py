@@ -17,19 +17,14 @@ from typing import Any, Callable, ClassVar
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
-from router.errors import BadRequest, RouterError
+from router.errors import RouterError
 from router.exchange import Exchange, RequestView
 from router.hookspecs import hookimpl
 from router.jsonutil import dumps
-from router.protocols.base import Protocol, Reply, client_from_user_agent, send_event_stream
+from router.protocols.base import Protocol, Reply, client_from_user_agent, expect, send_event_stream
 from router.tokens import estimate_tokens, quick_estimate
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error", 413: "invalid_request_error", 429: "rate_limit_error"}
-
-
-def _expect(value: Any, kind: type | tuple[type, ...], field: str, what: str) -> None:
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
-        raise BadRequest(f"{field}: expected {what}")
 
 
 def message_text(content: Any) -> str:
@@ -53,27 +48,27 @@ class OpenAIChat(Protocol):
 
     def parse(self, kind: str, body: Any, headers: CIMultiDictProxy[str]) -> tuple[RequestView, str]:
         """Check the fields the router reads."""
-        _expect(body, dict, "body", "a JSON object")
-        _expect(body.get("model"), str, "model", "a string")
+        expect(body, dict, "body", "a JSON object")
+        expect(body.get("model"), str, "model", "a string")
         messages = body.get("messages")
-        _expect(messages, list, "messages", "an array of messages")
+        expect(messages, list, "messages", "an array of messages")
         system, user = [], ""
         for index, message in enumerate(messages):
-            _expect(message, dict, f"messages[{index}]", "an object")
+            expect(message, dict, f"messages[{index}]", "an object")
             role = message.get("role")
-            _expect(role, str, f"messages[{index}].role", "a string")
+            expect(role, str, f"messages[{index}].role", "a string")
             if role in ("system", "developer"):
                 system.append(message_text(message.get("content")))
             elif role == "user":
                 user = message_text(message.get("content"))
         tools = body.get("tools") or []
-        _expect(tools, list, "tools", "an array")
+        expect(tools, list, "tools", "an array")
         names = tuple(str((t.get("function") or {}).get("name", "")) for t in tools if isinstance(t, dict))
         stream = body.get("stream", False)
-        _expect(stream, bool, "stream", "a boolean")
+        expect(stream, bool, "stream", "a boolean")
         limit = body.get("max_completion_tokens", body.get("max_tokens"))
         if limit is not None:
-            _expect(limit, int, "max_tokens", "an integer")
+            expect(limit, int, "max_tokens", "an integer")
         view = RequestView(model=body["model"], system="\n".join(system), user=user, tool_names=names, stream=stream, max_tokens=limit)
         return view, client_from_user_agent(headers, "openai")
 

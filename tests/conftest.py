@@ -62,6 +62,17 @@ async def upstream(aiohttp_server: Any) -> FakeUpstream:
     assert not fake.violations, fake.violations
 
 
+@pytest.fixture
+async def agent_upstream(aiohttp_server: Any) -> FakeUpstream:
+    """A one-slot fake upstream that plays a coding agent's model in every protocol: it asks for
+    one shell command (`echo GHOST_TOOL_RAN`), then reports the tool's output."""
+    fake = FakeUpstream(slots=1, agent_command="echo GHOST_TOOL_RAN")
+    server = await aiohttp_server(fake.app())
+    fake.url = str(server.make_url("")).rstrip("/")  # type: ignore[attr-defined]
+    yield fake
+    assert not fake.violations, fake.violations
+
+
 RouterFactory = Callable[..., Awaitable[TestServer]]
 
 

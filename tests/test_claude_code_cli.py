@@ -16,18 +16,8 @@ from router.app import build_app
 from router.config import Overrides, load_config
 from router.registry import builtin_registry
 from tests.clients import client_binary
-from tests.fake_upstream import FakeUpstream
 
 MARKER = "GHOST_TOOL_RAN"
-
-
-@pytest.fixture
-async def agent_upstream(aiohttp_server):
-    fake = FakeUpstream(slots=1, agent_command=f"echo {MARKER}")
-    server = await aiohttp_server(fake.app())
-    fake.url = str(server.make_url("")).rstrip("/")
-    yield fake
-    assert not fake.violations, fake.violations
 
 
 async def run_claude(binary, router_url: str, workdir, extra_env: dict[str, str]) -> tuple[int, str, str]:

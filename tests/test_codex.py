@@ -11,7 +11,6 @@ import openai
 import pytest
 
 from tests.clients import client_binary
-from tests.fake_upstream import FakeUpstream
 
 TITLE_PROMPT = ("Generate a concise, single-line task title of at most 36 characters and under five words where possible. "
                 "Start with an imperative verb.\n\nUser prompt:\nrefactor the payment retry logic in billing.py")
@@ -53,11 +52,10 @@ async def test_turns_guardian_and_compaction_are_forwarded(router_factory, upstr
     await client.close()
 
 
-async def test_real_codex_exec_completes_a_tool_turn_through_the_router(router_factory, aiohttp_server, tmp_path, caplog):
+async def test_real_codex_exec_completes_a_tool_turn_through_the_router(router_factory, agent_upstream, tmp_path, caplog):
     binary = client_binary("codex", "codex")
-    fake = FakeUpstream(slots=1, agent_command="echo GHOST_TOOL_RAN")
-    server = await aiohttp_server(fake.app())
-    router = await router_factory(str(server.make_url("")).rstrip("/"))
+    fake = agent_upstream
+    router = await router_factory(fake.url)
     home, work = tmp_path / "home", tmp_path / "work"
     (home / ".codex").mkdir(parents=True)
     work.mkdir()

@@ -10,7 +10,6 @@ import os
 import pytest
 
 from tests.clients import client_binary
-from tests.fake_upstream import FakeUpstream
 
 GEMINI_UA = {"User-Agent": "GeminiCLI-tui/0.61.0/gemini-3.1-pro-preview (linux; x64; terminal)", "x-goog-api-key": "none"}
 CLASSIFIER = {
@@ -58,11 +57,10 @@ async def test_errors_are_in_the_gemini_shape(router_factory, http, unused_tcp_p
 
 
 @pytest.mark.parametrize("model", [None, "local-model"], ids=["auto-model", "m-local-model"])
-async def test_real_gemini_cli_completes_a_tool_turn_with_its_ghosts_answered_here(router_factory, aiohttp_server, tmp_path, caplog, model):
+async def test_real_gemini_cli_completes_a_tool_turn_with_its_ghosts_answered_here(router_factory, agent_upstream, tmp_path, caplog, model):
     binary = client_binary("gemini", "gemini")
-    fake = FakeUpstream(slots=1, agent_command="echo GHOST_TOOL_RAN")
-    server = await aiohttp_server(fake.app())
-    router = await router_factory(str(server.make_url("")).rstrip("/"))
+    fake = agent_upstream
+    router = await router_factory(fake.url)
     home, work = tmp_path / "home", tmp_path / "work"
     (home / ".gemini").mkdir(parents=True)
     work.mkdir()

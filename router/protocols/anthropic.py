@@ -11,7 +11,7 @@ from multidict import CIMultiDictProxy
 from router.errors import BadRequest, RouterError
 from router.exchange import Exchange, RequestView
 from router.jsonutil import dumps
-from router.protocols.base import Protocol, Reply, client_from_user_agent, send_event_stream
+from router.protocols.base import Protocol, Reply, client_from_user_agent, expect, send_event_stream
 from router.tokens import estimate_tokens, quick_estimate
 
 # https://docs.anthropic.com/en/api/errors
@@ -32,17 +32,6 @@ _PATHS = {"/v1/messages": "messages", "/v1/messages/count_tokens": "count_tokens
 def error_type_for(status: int) -> str:
     """The Anthropic error type for an HTTP status."""
     return ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
-
-
-def _type_name(value: Any) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
-        type(value), "number"
-    )
-
-
-def _expect(value: Any, kind: type | tuple[type, ...], field: str, what: str) -> None:
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
-        raise BadRequest(f"{field}: expected {what}, got {_type_name(value)}")
 
 
 def content_text(content: Any) -> str:
@@ -72,21 +61,21 @@ class AnthropicMessages(Protocol):
 
     def parse(self, kind: str, body: Any, headers: CIMultiDictProxy[str]) -> tuple[RequestView, str]:
         """Check the fields the router reads and build the matcher view."""
-        _expect(body, dict, "body", "a JSON object")
+        expect(body, dict, "body", "a JSON object")
         if "model" not in body:
             raise BadRequest("model: field required")
-        _expect(body["model"], str, "model", "a string")
+        expect(body["model"], str, "model", "a string")
         if "messages" not in body:
             raise BadRequest("messages: field required")
         messages = body["messages"]
-        _expect(messages, list, "messages", "an array of messages")
+        expect(messages, list, "messages", "an array of messages")
         system_parts = [self._system_text(body.get("system"))]
         user = ""
         for index, message in enumerate(messages):
-            _expect(message, dict, f"messages.{index}", "an object with role and content")
+            expect(message, dict, f"messages.{index}", "an object with role and content")
             role, content = message.get("role"), message.get("content")
-            _expect(role, str, f"messages.{index}.role", "a string")
-            _expect(content, (str, list), f"messages.{index}.content", "a string or an array of content blocks")
+            expect(role, str, f"messages.{index}.role", "a string")
+            expect(content, (str, list), f"messages.{index}.content", "a string or an array of content blocks")
             if role == "system":
                 system_parts.append(content_text(content))
             elif role == "user":
@@ -95,14 +84,14 @@ class AnthropicMessages(Protocol):
         if kind == "messages":
             if max_tokens is None:
                 raise BadRequest("max_tokens: field required")
-            _expect(max_tokens, int, "max_tokens", "an integer")
+            expect(max_tokens, int, "max_tokens", "an integer")
         stream = body.get("stream", False)
-        _expect(stream, bool, "stream", "a boolean")
+        expect(stream, bool, "stream", "a boolean")
         tools = body.get("tools") or []
-        _expect(tools, list, "tools", "an array of tools")
+        expect(tools, list, "tools", "an array of tools")
         names = []
         for index, tool in enumerate(tools):
-            _expect(tool, dict, f"tools.{index}", "an object")
+            expect(tool, dict, f"tools.{index}", "an object")
             names.append(str(tool.get("name", "")))
         view = RequestView(
             model=body["model"],
@@ -118,7 +107,7 @@ class AnthropicMessages(Protocol):
     def _system_text(system: Any) -> str:
         if system is None:
             return ""
-        _expect(system, (str, list), "system", "a string or an array of text blocks")
+        expect(system, (str, list), "system", "a string or an array of text blocks")
         return content_text(system)
 
     # -- answers -------------------------------------------------------------------------------

@@ -38,6 +38,19 @@ class Reply:
     stop_reason: str = "end_turn"
 
 
+def json_type_name(value: Any) -> str:
+    """The JSON name of a parsed value's type, for error messages."""
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
+
+
+def expect(value: Any, kind: type | tuple[type, ...], field: str, what: str) -> None:
+    """Raise BadRequest `FIELD: expected WHAT, got TYPE` unless VALUE is a KIND (a bool is no int)."""
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        from router.errors import BadRequest
+
+        raise BadRequest(f"{field}: expected {what}, got {json_type_name(value)}")
+
+
 async def send_event_stream(ex: Exchange, payload: bytes, headers: dict[str, str] | None = None) -> web.StreamResponse:
     """Answer EX with a complete server-sent-event stream made locally (a fake reply), in one write."""
     from aiohttp import web
