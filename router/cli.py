@@ -103,8 +103,9 @@ def _serve(args: argparse.Namespace) -> int:
     folders = plugin_folders(args.rules, args.plugins_dir)
     plugins = load_plugins(folders)
     registry, plugin_rules = plugins.registry()
+    overrides = Overrides(upstream_url=args.upstream, model=args.model)
     try:
-        config = load_config(args.rules, registry, Overrides(upstream_url=args.upstream, model=args.model), plugin_rules)
+        config = load_config(args.rules, registry, overrides, plugin_rules)
         if args.max_body:
             config = replace(config, max_body=parse_size(args.max_body))
     except (RulesError, ValueError) as exc:
@@ -119,7 +120,6 @@ def _serve(args: argparse.Namespace) -> int:
         )
         return 2
     context = _context_size(config.upstreams[config.default_upstream].url)
-    overrides = Overrides(upstream_url=args.upstream, model=args.model)
     app = build_app(
         config, registry, verbose=args.verbose, plugins=plugins, plugin_rules=plugin_rules, plugin_dirs=folders,
         rules_path=args.rules, overrides=overrides, record=args.record,

@@ -16,7 +16,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import pluggy
 
@@ -42,7 +42,6 @@ class Plugins:
     manager: pluggy.PluginManager
     loaded: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    files: list[Path] = field(default_factory=list)  # plugin files, watched for hot reload
 
     def _impls(self, name: str) -> list[Any]:
         return list(reversed(getattr(self.manager.hook, name).get_hookimpls()))  # pluggy's call order
@@ -63,11 +62,12 @@ class Plugins:
             except Exception as exc:  # noqa: BLE001 - an observer must never break a request
                 logger.error("plugin %s failed in %s: %s: %s", impl.plugin_name, name, type(exc).__name__, exc)
 
-    def each_now(self, name: str, **kwargs: Any) -> None:
-        """Call every (synchronous) implementation of hook NAME in order, for registration."""
-        for impl in reversed(self._impls(name)):  # built-ins (trylast) first
+    def _register_each(self, name: str, register_for: Callable[[str], Callable[[Any], None]]) -> None:
+        """Call registration hook NAME on every plugin, built-ins (trylast) first; REGISTER_FOR(plugin)
+        is the callback that plugin gets. A plugin that fails is reported, not fatal."""
+        for impl in getattr(self.manager.hook, name).get_hookimpls():
             try:
-                impl.function(**kwargs)
+                impl.function(register=register_for(impl.plugin_name))
             except Exception as exc:  # noqa: BLE001 - a broken plugin is reported, not fatal
                 self.errors.append(f"plugin {impl.plugin_name}: {name} failed: {type(exc).__name__}: {exc}")
 
@@ -75,15 +75,11 @@ class Plugins:
         """The matchers, actions and protocols every plugin registers, and their default rules
         as (plugin, YAML text) pairs."""
         registry = Registry()
-        self.each_now("register_protocols", register=registry.add_protocol)
-        self.each_now("register_matchers", register=registry.add_matcher)
-        self.each_now("register_actions", register=registry.add_action)
+        self._register_each("register_protocols", lambda plugin: registry.add_protocol)
+        self._register_each("register_matchers", lambda plugin: registry.add_matcher)
+        self._register_each("register_actions", lambda plugin: registry.add_action)
         rules: list[tuple[str, str]] = []
-        for impl in reversed(self._impls("register_rules")):
-            try:
-                impl.function(register=lambda text, name=impl.plugin_name: rules.append((name, text)))
-            except Exception as exc:  # noqa: BLE001
-                self.errors.append(f"plugin {impl.plugin_name}: register_rules failed: {type(exc).__name__}: {exc}")
+        self._register_each("register_rules", lambda plugin: lambda text: rules.append((plugin, text)))
         return registry, rules
 
 
@@ -116,7 +112,6 @@ def load_plugins(folders: Iterable[str | os.PathLike[str]] = (), entry_points: b
         for path in sorted(Path(folder).glob("*.py")):
             if path.name.startswith("_"):
                 continue
-            plugins.files.append(path)
             if not _allowed(path.stem):
                 continue
             try:
