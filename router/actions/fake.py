@@ -80,30 +80,31 @@ def example_from_schema(schema: Any) -> Any:
     return PLACEHOLDER[: schema["maxLength"]] if isinstance(schema.get("maxLength"), int) else PLACEHOLDER
 
 
+ANSWERS = ("text", "json", "title_from_prompt", "json_from_schema")
+
+
 @dataclass(frozen=True)
 class Fake:
-    """A compiled fake: fixed text, a JSON object, a title from the prompt, or a bare status."""
+    """A compiled fake: one kind of answer (see ANSWERS) and its value, or a bare status (answer None)."""
 
-    text: str | None
-    json_value: dict[str, Any] | None
-    title: bool
+    answer: str | None
+    value: Any
     status: int | None
     stop_reason: str | None
-    from_schema: bool = False
 
     async def run(self, ex: Exchange, state: RouterState) -> web.StreamResponse:
         """Answer without the upstream."""
-        if self.status is not None and self.text is None and self.json_value is None and not self.title and not self.from_schema:
+        if self.answer is None:
             return web.Response(status=self.status)
-        if self.from_schema:
+        if self.answer == "json_from_schema":
             text = dumps(example_from_schema(ex.protocol.output_schema(ex) or {"type": "object"}))
-        elif self.title:
+        elif self.answer == "title_from_prompt":
             title = title_from_prompt(ex.view.user)
             text = dumps({"title": title}) if ex.protocol.wants_json(ex) else title
-        elif self.json_value is not None:
-            text = dumps(self.json_value)
+        elif self.answer == "json":
+            text = dumps(self.value)
         else:
-            text = self.text or ""
+            text = self.value
         stop_reason = self.stop_reason or ex.protocol.stop_reasons[0]
         if stop_reason not in ex.protocol.stop_reasons:
             stop_reason = ex.protocol.stop_reasons[0]
@@ -112,13 +113,13 @@ class Fake:
 
 def build(options: dict[str, Any], context: BuildContext) -> Fake:
     """Check that exactly one kind of answer is asked for."""
-    kinds = [k for k in ("text", "json", "title_from_prompt", "json_from_schema") if options.get(k) not in (None, False)]
+    kinds = [k for k in ANSWERS if options.get(k) not in (None, False)]
     if len(kinds) > 1:
-        raise ValueError(f"choose one of text, json, title_from_prompt, json_from_schema (got {', '.join(kinds)})")
+        raise ValueError(f"choose one of {', '.join(ANSWERS)} (got {', '.join(kinds)})")
     if not kinds and "status" not in options:
-        raise ValueError("say what to answer: text, json, title_from_prompt, json_from_schema, or status (for probes)")
-    return Fake(options.get("text"), options.get("json"), bool(options.get("title_from_prompt")), options.get("status"),
-                options.get("stop_reason"), bool(options.get("json_from_schema")))
+        raise ValueError(f"say what to answer: {', '.join(ANSWERS)}, or status (for probes)")
+    answer = kinds[0] if kinds else None
+    return Fake(answer, options.get(answer) if answer else None, options.get("status"), options.get("stop_reason"))
 
 
 SPEC = ActionSpec("fake", SCHEMA, build, terminal=True, help="answer locally in the request's protocol")
