@@ -257,3 +257,19 @@ async def test_early_headers_then_upstream_error_becomes_an_sse_error_event(make
     last = (await waiting.read()).decode().strip().split("\n\n")[-1]
     error = json.loads(last.split("data: ", 1)[1])
     assert error == {"type": "error", "error": {"type": "upstream_says", "message": "upstream error 400"}}
+
+
+async def test_stream_whose_upstream_is_slow_to_answer_gets_pings_not_silence(make_router, upstream, http, sdk):
+    router = await make_router(KEEPALIVE, timeout="30s")
+    client = await http(router)
+    body = {"model": "m", "max_tokens": 5, "stream": True, "messages": user_message("long prompt")}
+    waiting = await asyncio.wait_for(client.post("/v1/messages", json=body, headers={"x-test-upstream": "hold_before=prefill"}), 5)
+    assert waiting.status == 200 and waiting.content_type == "text/event-stream", "headers go out while the upstream is still silent"
+    assert await waiting.content.readuntil(b"\n\n") == b'event: ping\ndata: {"type": "ping"}\n\n'
+    upstream.release("prefill")
+    rest = (await waiting.read()).decode()
+    assert "event: message_start" in rest and rest.rstrip().endswith('data: {"type": "message_stop"}')
+    asyncio.get_running_loop().call_later(0.3, upstream.release, "prefill2")
+    async with sdk(router).messages.stream(model="m", max_tokens=5, messages=user_message("sdk"), **behave("hold_before=prefill2")) as s:
+        assert await s.get_final_text() == "tok0 tok1 tok2 "
+    assert upstream.max_in_flight == 1

@@ -12,6 +12,7 @@ import asyncio
 import io
 import json
 import time
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -20,7 +21,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from router.errors import Overloaded, RouterError, UpstreamUnavailable
 from router.exchange import Exchange
 from router.upstream.overflow import detect as detect_overflow
-from router.upstream.pool import Upstream
+from router.upstream.pool import Upstream, UpstreamConfig
 from router.upstream.queue import QueueFull, Ticket
 
 HOP_BY_HOP = frozenset(
@@ -93,21 +94,29 @@ async def _wait_for_slot(ex: Exchange, ticket: Ticket, upstream: Upstream) -> No
     """Wait for TICKET's grant; a stream that waits past `keepalive` gets headers and pings."""
     if ticket.granted.done():
         return
-    loop = asyncio.get_running_loop()
     config = upstream.config
-    deadline = loop.time() + config.queue_timeout
-    ping = ex.protocol.sse_keepalive_event() if ex.view.stream and config.keepalive > 0 else None
-    next_ping = loop.time() + config.keepalive if ping else float("inf")
-    while not ticket.granted.done():
+    deadline = asyncio.get_running_loop().time() + config.queue_timeout
+    if not await _keep_alive_until(ex, ticket.granted, config.keepalive, deadline):
+        raise Overloaded(
+            f"ghost-router: request waited {config.queue_timeout:g}s in the queue of upstream "
+            f"'{upstream.name}' ({upstream.url}) without a free slot (queue_timeout). "
+            "The upstream is busy with other requests; retry, or raise queue_timeout in the rules file."
+        )
+
+
+async def _keep_alive_until(ex: Exchange, waited_on: asyncio.Future[Any], keepalive: float, deadline: float = float("inf")) -> bool:
+    """Wait for WAITED_ON until DEADLINE (loop time); True if it finished. Meanwhile a streaming
+    request gets its response headers and an SSE ping every KEEPALIVE seconds, so clients that give
+    up on silent connections keep waiting, whether for a slot or for a slow prompt's first token."""
+    loop = asyncio.get_running_loop()
+    ping = ex.protocol.sse_keepalive_event() if ex.view.stream and keepalive > 0 else None
+    next_ping = loop.time() + keepalive if ping else float("inf")
+    while not waited_on.done():
         now = loop.time()
         if now >= deadline:
-            raise Overloaded(
-                f"ghost-router: request waited {config.queue_timeout:g}s in the queue of upstream "
-                f"'{upstream.name}' ({upstream.url}) without a free slot (queue_timeout). "
-                "The upstream is busy with other requests; retry, or raise queue_timeout in the rules file."
-            )
-        await asyncio.wait({ticket.granted}, timeout=min(deadline, next_ping) - now)
-        if ping and not ticket.granted.done() and loop.time() >= next_ping:
+            return False
+        await asyncio.wait({waited_on}, timeout=min(deadline, next_ping) - now)
+        if ping and not waited_on.done() and loop.time() >= next_ping:
             if ex.response is None:
                 ex.response = web.StreamResponse(
                     headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
@@ -115,14 +124,34 @@ async def _wait_for_slot(ex: Exchange, ticket: Ticket, upstream: Upstream) -> No
                 await ex.response.prepare(ex.request)
                 ex.status = 200
             await ex.response.write(ping)
-            next_ping += config.keepalive
+            next_ping += keepalive
+    return True
 
 
-def _request_headers(ex: Exchange, upstream: Upstream) -> CIMultiDict[str]:
+async def _request(ex: Exchange, config: UpstreamConfig, session: aiohttp.ClientSession, url: str, body: bytes) -> aiohttp.ClientResponse:
+    """Send the request; a stream whose upstream is slow to answer gets keep-alive pings meanwhile."""
+    timeout = aiohttp.ClientTimeout(total=None, connect=config.connect_timeout, sock_read=config.idle_timeout)
+    sending = session.request(
+        ex.method, url, data=io.BytesIO(body) if len(body) > LARGE_BODY else body,
+        headers=_request_headers(ex, config), timeout=timeout, allow_redirects=False,
+    )
+    if not (ex.view.stream and config.keepalive > 0):
+        return await sending
+    # The pings run beside the request rather than around it: this coroutine resumes the moment the
+    # headers arrive, before the connection can be seen dropping, so no early bytes are lost.
+    pinger = asyncio.ensure_future(_keep_alive_until(ex, asyncio.get_running_loop().create_future(), config.keepalive))
+    pinger.add_done_callback(lambda task: task.cancelled() or task.exception())  # a client gone mid-ping is the handler's business
+    try:
+        return await sending
+    finally:
+        pinger.cancel()
+
+
+def _request_headers(ex: Exchange, config: UpstreamConfig) -> CIMultiDict[str]:
     """Client headers minus hop-by-hop ones and (unless configured) client keys, plus the rule's edits."""
-    skipped = REQUEST_HEADERS_SKIPPED if upstream.config.forward_client_auth else REQUEST_HEADERS_SKIPPED | CLIENT_AUTH_HEADERS
+    skipped = REQUEST_HEADERS_SKIPPED if config.forward_client_auth else REQUEST_HEADERS_SKIPPED | CLIENT_AUTH_HEADERS
     headers = CIMultiDict((k, v) for k, v in ex.headers.items() if k.lower() not in skipped)
-    for name, value in [*upstream.config.headers, *ex.header_edits.items()]:
+    for name, value in [*config.headers, *ex.header_edits.items()]:
         headers.popall(name, None)
         if value is not None:
             headers[name] = value
@@ -139,15 +168,10 @@ async def _proxy(ex: Exchange, upstream: Upstream, session: aiohttp.ClientSessio
     upstream.stats.forwarded += 1
     upstream.stats.max_seen_in_flight = max(upstream.stats.max_seen_in_flight, gate.in_flight)
     url = config.url.rstrip("/") + ex.path_qs
-    timeout = aiohttp.ClientTimeout(total=None, connect=config.connect_timeout, sock_read=config.idle_timeout)
     body = ex.body_bytes()
     started = time.perf_counter()
     try:
-        up = await session.request(
-            ex.method, url, data=io.BytesIO(body) if len(body) > LARGE_BODY else body,
-            headers=_request_headers(ex, upstream),
-            timeout=timeout, allow_redirects=False,
-        )
+        up = await _request(ex, config, session, url, body)
     except aiohttp.ClientConnectorError as exc:
         upstream.stats.errors += 1
         upstream.health.mark_down(exc.os_error.strerror or str(exc))
@@ -184,7 +208,7 @@ async def _proxy(ex: Exchange, upstream: Upstream, session: aiohttp.ClientSessio
         ex.status = up.status
         if ex.response is None:
             ex.response = web.StreamResponse(status=up.status, reason=up.reason, headers=_response_headers(up.headers))
-            await ex.response.prepare(ex.request)
+        await ex.response.prepare(ex.request)  # also completes keep-alive headers a cancelled pinger began
         if head:
             await ex.response.write(head)
             ex.bytes_out += len(head)
