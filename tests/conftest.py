@@ -63,6 +63,18 @@ async def upstream(aiohttp_server: Any) -> FakeUpstream:
 
 
 @pytest.fixture
+def closed_port() -> Any:
+    """A loopback port nobody listens on for the whole test: bound but never listening, so
+    connections are refused and no other process can take it meanwhile."""
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+@pytest.fixture
 async def agent_upstream(aiohttp_server: Any) -> FakeUpstream:
     """A one-slot fake upstream that plays a coding agent's model in every protocol: it asks for
     one shell command (`echo GHOST_TOOL_RAN`), then reports the tool's output."""

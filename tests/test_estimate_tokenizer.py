@@ -24,8 +24,8 @@ rules:
 """
 
 
-async def test_exact_counts_are_cached_and_do_not_wait_for_the_slot(make_router, upstream, sdk, unused_tcp_port):
-    client = sdk(await make_router(TOKENIZER, closed_port=unused_tcp_port))
+async def test_exact_counts_are_cached_and_do_not_wait_for_the_slot(make_router, upstream, sdk, closed_port):
+    client = sdk(await make_router(TOKENIZER, closed_port=closed_port))
     turn = asyncio.create_task(client.messages.create(model="m", max_tokens=5, messages=user_message("busy"), extra_headers={"x-test-upstream": "hold=turn"}))
     await upstream.wait_for(1)
     messages = user_message("one two three four five six seven")
@@ -38,8 +38,8 @@ async def test_exact_counts_are_cached_and_do_not_wait_for_the_slot(make_router,
     await turn
 
 
-async def test_unreachable_tokenizer_falls_back_to_the_estimate(make_router, sdk, unused_tcp_port):
-    client = sdk(await make_router(TOKENIZER, closed_port=unused_tcp_port))
+async def test_unreachable_tokenizer_falls_back_to_the_estimate(make_router, sdk, closed_port):
+    client = sdk(await make_router(TOKENIZER, closed_port=closed_port))
     text = "def add(a, b):\n    return a + b\n"
     result = await client.messages.count_tokens(model="fallback", messages=user_message(text))
     assert result.input_tokens == estimate_tokens(text)

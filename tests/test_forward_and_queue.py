@@ -167,13 +167,13 @@ async def test_queue_timeout_is_529_overloaded(make_router, upstream, sdk):
     assert len(upstream.seen) == 1
 
 
-async def test_unreachable_upstream_is_502_naming_the_url(make_router, sdk, unused_tcp_port):
-    rules = RULES.replace("url: {upstream}", f"url: http://127.0.0.1:{unused_tcp_port}")
+async def test_unreachable_upstream_is_502_naming_the_url(make_router, sdk, closed_port):
+    rules = RULES.replace("url: {upstream}", f"url: http://127.0.0.1:{closed_port}")
     client = sdk(await make_router(rules))
     with pytest.raises(anthropic.APIStatusError) as info:
         await client.messages.create(model="m", max_tokens=5, messages=user_message("x"))
     assert info.value.status_code == 502
-    assert f"http://127.0.0.1:{unused_tcp_port}" in info.value.body["error"]["message"]
+    assert f"http://127.0.0.1:{closed_port}" in info.value.body["error"]["message"]
     assert info.value.body["error"]["type"] == "api_error"
 
 

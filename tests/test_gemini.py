@@ -45,8 +45,8 @@ async def test_tool_less_background_calls_are_forwarded_behind_turns_with_a_cap(
     assert upstream.seen[0].body["generationConfig"]["maxOutputTokens"] == 2048
 
 
-async def test_errors_are_in_the_gemini_shape(router_factory, http, unused_tcp_port):
-    client = await http(await router_factory(f"http://127.0.0.1:{unused_tcp_port}"))
+async def test_errors_are_in_the_gemini_shape(router_factory, http, closed_port):
+    client = await http(await router_factory(f"http://127.0.0.1:{closed_port}"))
     turn = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}], "tools": [{"functionDeclarations": [{"name": "read_file"}]}]}
     response = await client.post("/v1beta/models/local-model:generateContent", json=turn, headers=GEMINI_UA)
     assert response.status == 502

@@ -46,8 +46,8 @@ async def test_main_turns_and_compaction_are_forwarded(router_factory, upstream)
     await client.close()
 
 
-async def test_errors_are_in_the_openai_shape(router_factory, unused_tcp_port):
-    client = openai_client(await router_factory(f"http://127.0.0.1:{unused_tcp_port}"))
+async def test_errors_are_in_the_openai_shape(router_factory, closed_port):
+    client = openai_client(await router_factory(f"http://127.0.0.1:{closed_port}"))
     with pytest.raises(openai.APIStatusError) as info:
         await client.chat.completions.create(model="local-model", messages=[{"role": "user", "content": "hi"}])
     assert info.value.status_code == 502

@@ -280,10 +280,10 @@ def handle_error(exchange, error):
 '''
 
 
-async def test_hook_handle_error(aiohttp_server, tmp_path, http, upstream, unused_tcp_port):
+async def test_hook_handle_error(aiohttp_server, tmp_path, http, upstream, closed_port):
     write_plugin(tmp_path / "plugins", "shout", SHOUT_PLUGIN)
     write_plugin(tmp_path / "plugins", "friendly", ERROR_PLUGIN)
-    router, _ = await router_with(aiohttp_server, tmp_path / "plugins", RULES.replace("{upstream}", f"http://127.0.0.1:{unused_tcp_port}"), upstream)
+    router, _ = await router_with(aiohttp_server, tmp_path / "plugins", RULES.replace("{upstream}", f"http://127.0.0.1:{closed_port}"), upstream)
     client = await http(router)
     response = await client.post("/v1/messages", json={"model": "m", "max_tokens": 5, "messages": user_message("four words right here")})
     assert response.status == 503

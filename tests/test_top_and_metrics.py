@@ -42,8 +42,8 @@ async def test_top_shows_rules_queues_and_recent_requests(make_router, upstream,
     await asyncio.gather(holder, queued)
 
 
-async def test_top_says_when_the_router_is_not_there(unused_tcp_port):
-    code, _, err = await top_once(f"http://127.0.0.1:{unused_tcp_port}")
+async def test_top_says_when_the_router_is_not_there(closed_port):
+    code, _, err = await top_once(f"http://127.0.0.1:{closed_port}")
     assert code == 1 and "cannot reach the router" in err and "ghost-router serve" in err
 
 
