@@ -37,9 +37,12 @@ def sse(event: str, data: dict) -> bytes:
 
 def upstream_app(events: int, interval: float, prefill: float = 0.0) -> web.Application:
     """An Anthropic-speaking upstream: non-streaming JSON, or EVENTS text deltas INTERVAL apart,
-    after PREFILL seconds of (simulated) prompt processing."""
+    after PREFILL seconds of (simulated) prompt processing. A last user message that starts with
+    `req-` is an id: it is counted (GET /_stats lists the ids seen and how many came twice) and
+    the reply's text starts with it."""
 
-    stats = {"in_flight": 0, "max_in_flight": 0, "requests": 0}
+    stats = {"in_flight": 0, "max_in_flight": 0, "requests": 0, "duplicates": 0}
+    ids: set[str] = set()
 
     async def counted(request: web.Request) -> web.StreamResponse:
         stats["in_flight"] += 1
@@ -51,21 +54,28 @@ def upstream_app(events: int, interval: float, prefill: float = 0.0) -> web.Appl
             stats["in_flight"] -= 1
 
     async def stats_view(request: web.Request) -> web.Response:
-        return web.json_response(stats)
+        return web.json_response({**stats, "ids": sorted(ids) if "ids" in request.query else len(ids)})
 
     async def messages(request: web.Request) -> web.StreamResponse:
         body = await request.json()
+        last = body["messages"][-1]["content"] if body.get("messages") else ""
+        echo = last if isinstance(last, str) and last.startswith("req-") else ""
+        if echo:
+            stats["duplicates"] += echo in ids
+            ids.add(echo)
         if prefill:
             await asyncio.sleep(prefill)
         if not body.get("stream"):
             await asyncio.sleep(events * interval)  # the time a server takes to generate the reply
-            text = "".join(f"t{i} " for i in range(events))
+            text = echo + "".join(f" t{i}" for i in range(events))
             return web.json_response({"id": "msg_b", "type": "message", "role": "assistant", "model": "m", "content": [{"type": "text", "text": text}],
                                       "stop_reason": "end_turn", "stop_sequence": None, "usage": {"input_tokens": 1, "output_tokens": events}})
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         await response.write(sse("message_start", {"type": "message_start", "message": {"id": "msg_b", "type": "message", "role": "assistant", "model": "m", "content": [], "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 1, "output_tokens": 1}}}))
         await response.write(sse("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}))
+        if echo:
+            await response.write(sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": echo}}))
         for i in range(events):
             if interval:
                 await asyncio.sleep(interval)
@@ -122,9 +132,11 @@ def upstream_process(port: int, events: int, interval: float, prefill: float = 0
     return process([sys.executable, "-c", code], port)
 
 
-def router_process(port: int, upstream_port: int, extra: list[str] = (), cpu: int | None = None):  # type: ignore[assignment]
-    """ghost-router serve on its embedded default rules (logging on, as users run it), optionally pinned to CPU."""
-    args = [sys.executable, "-m", "router", "serve", "--port", str(port), "--upstream", f"http://127.0.0.1:{upstream_port}", *extra]
+def router_process(port: int, upstream: int | str, extra: list[str] = (), cpu: int | None = None):  # type: ignore[assignment]
+    """ghost-router serve on its embedded default rules (logging on, as users run it) in front of
+    UPSTREAM (a loopback port, or URLs as --upstream takes them), optionally pinned to CPU."""
+    url = upstream if isinstance(upstream, str) else f"http://127.0.0.1:{upstream}"
+    args = [sys.executable, "-m", "router", "serve", "--port", str(port), "--upstream", url, *extra]
     return process(pinned(args, cpu), port)
 
 

@@ -239,7 +239,7 @@ def _banner(url: str, config: RouterConfig, context: int | None, plugins: list[s
     if others:
         lines.append(f"plugins: {', '.join(others)}")
     for upstream in config.upstreams.values():
-        lines.append(f"upstream {upstream.name}: {upstream.url} (max_concurrency {upstream.max_concurrency})")
+        lines.append(f"upstream {upstream.name}: {upstream.describe_servers()} (max_concurrency {upstream.max_concurrency})")
     window = f"CLAUDE_CODE_MAX_CONTEXT_TOKENS={context} " if context else ""
     lines.append(f"client: ANTHROPIC_BASE_URL={url} ANTHROPIC_API_KEY=none {window}claude --model {_model_hint(config)}")
     if not context:

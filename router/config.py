@@ -22,7 +22,7 @@ from router.registry import BuildContext, Registry
 from router.rules.engine import Condition, Rule, RuleTable
 from router.rules.schema import build_schema
 from router.units import parse_duration, parse_size
-from router.upstream.pool import UpstreamConfig
+from router.upstream.pool import ServerConfig, UpstreamConfig
 
 EMBEDDED_SOURCE = "<embedded default rules>"
 DEFAULT_UPSTREAM = ("local", "http://127.0.0.1:8080")
@@ -176,12 +176,10 @@ def _upstreams(data: dict[str, Any], where: _Locator, overrides: Overrides) -> t
     for name, options in raw.items():
         headers = [(header, _expand(where, ["upstreams", name, "headers", header], value)) for header, value in (options.get("headers") or {}).items()]
         is_default = name == default
-        url = overrides.upstream_url if (overrides.upstream_url and is_default) else options["url"]
         model = overrides.model if (overrides.model and is_default) else options.get("model")
         upstreams[name] = UpstreamConfig(
             name=name,
-            url=url.rstrip("/"),
-            max_concurrency=options.get("max_concurrency", 1),
+            servers=_servers(name, options, overrides.upstream_url if is_default else None, where),
             max_queue=options.get("max_queue", 256),
             queue_timeout=parse_duration(options.get("queue_timeout", 900)),
             connect_timeout=parse_duration(options.get("connect_timeout", 10)),
@@ -197,6 +195,24 @@ def _upstreams(data: dict[str, Any], where: _Locator, overrides: Overrides) -> t
             ),
         )
     return upstreams, default
+
+
+def _servers(name: str, options: dict[str, Any], override: str | None, where: _Locator) -> tuple[ServerConfig, ...]:
+    """The upstream's servers: `url`, or each of `urls` (a URL or {url, max_concurrency}); OVERRIDE
+    (from --upstream, comma-separated for a pool) replaces them."""
+    each = options.get("max_concurrency", 1)
+    if override:
+        entries: list[Any] = [u.strip() for u in override.split(",") if u.strip()]
+    else:
+        entries = options["urls"] if "urls" in options else [options["url"]]
+    servers = []
+    for index, entry in enumerate(entries):
+        url, limit = (entry, each) if isinstance(entry, str) else (entry["url"], entry.get("max_concurrency", each))
+        url = url.rstrip("/")
+        if any(server.url == url for server in servers):
+            raise where.error(["upstreams", name, "urls", index], f"{url} is listed twice; each server once")
+        servers.append(ServerConfig(url, limit))
+    return tuple(servers)
 
 
 def _compile_rule(index: int, raw: dict[str, Any], registry: Registry, context: BuildContext, where: _Locator) -> Rule:

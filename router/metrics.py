@@ -30,6 +30,10 @@ def render(state: RouterState) -> str:
     metric("upstream_forwarded_total", "counter", "Requests sent to the upstream.", [(_labels(upstream=n), u.stats.forwarded) for n, u in upstreams])
     metric("upstream_errors_total", "counter", "Upstream connection and stream failures.", [(_labels(upstream=n), u.stats.errors) for n, u in upstreams])
     metric("upstream_cancelled_total", "counter", "Requests whose client left while queued or streaming.", [(_labels(upstream=n), u.stats.cancelled) for n, u in upstreams])
+    servers = [(n, s) for n, u in upstreams for s in u.servers]
+    metric("server_in_flight", "gauge", "Requests in flight to one server of an upstream.", [(_labels(upstream=n, url=s.url), s.in_flight) for n, s in servers])
+    metric("server_up", "gauge", "1 while the server accepts connections, 0 while it is down.", [(_labels(upstream=n, url=s.url), 0 if s.health.down else 1) for n, s in servers])
+    metric("server_forwarded_total", "counter", "Requests sent to one server of an upstream.", [(_labels(upstream=n, url=s.url), s.forwarded) for n, s in servers])
     metric("rules_reloads_total", "counter", "Successful rule reloads.", [("", state.reloads)])
     metric("rules_load_error", "gauge", "1 while the last reload failed (the previous table is live).", [("", 1 if state.last_load_error else 0)])
     metric("rules_loaded_timestamp_seconds", "gauge", "When the live table was loaded.", [("", state.config.loaded_at)])

@@ -152,7 +152,7 @@ def describe_table(config: RouterConfig) -> list[str]:
         default = " (default)" if upstream.name == config.default_upstream else ""
         model = f" model={upstream.model}" if upstream.model else ""
         lines.append(
-            f"upstream {upstream.name}{default}: {upstream.url}{model} max_concurrency={upstream.max_concurrency} "
+            f"upstream {upstream.name}{default}: {upstream.describe_servers()}{model} max_concurrency={upstream.max_concurrency} "
             f"max_queue={upstream.max_queue} queue_timeout={upstream.queue_timeout:g}s"
         )
     for rule in config.table.rules:

@@ -46,6 +46,13 @@ def render(status: dict[str, Any], url: str) -> str:
             f"{name[:12]:12} {up['url'][:32]:32} {slots:>10} {up['queued']:>7} {_ms(up['wait_p50_ms']):>10} "
             f"{_ms(up['wait_max_ms']):>10} {up['forwarded']:>10} {up['errors']:>7}"
         )
+        servers = up.get("servers", [])
+        for server in servers if len(servers) > 1 else []:
+            state = "" if server["healthy"] else "  DOWN"
+            lines.append(
+                f"{'':12} {server['url'][:32]:32} {server['in_flight']:>5}/{server['max_concurrency']:<4} {'':>7} {'':>10} "
+                f"{'':>10} {server['forwarded']:>10} {server['errors']:>7}{state}"
+            )
     lines += ["", f"{'RULE':24} {'HITS':>7}  ACTION"]
     for rule in status["rules"]:
         lines.append(f"{rule['name'][:24]:24} {rule['hits']:>7}  {rule['action']}")

@@ -62,4 +62,4 @@ async def test_metrics_page(make_router, upstream, sdk, http):
     assert 'ghost_router_upstream_in_flight{upstream="local"} 0' in text
     assert "ghost_router_rules_load_error 0" in text
     for line in text.splitlines():
-        assert line.startswith("# ") or re.match(r'^ghost_router_[a-z_]+(\{[a-z_]+="[^"]*"\})? [0-9.e+-]+$', line), line
+        assert line.startswith("# ") or re.match(r'^ghost_router_[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? [0-9.e+-]+$', line), line

@@ -16,12 +16,31 @@ SIZE = {
     "description": "bytes, or a string like '512KiB', '64MiB'",
 }
 
+URL = {"type": "string", "pattern": "^https?://[^/\\s]+", "description": "http(s)://host:port[/prefix]"}
+
 UPSTREAM = {
     "type": "object",
     "additionalProperties": False,
-    "required": ["url"],
+    "oneOf": [{"required": ["url"]}, {"required": ["urls"]}],
+    "description": "an upstream with either `url` (one server) or `urls` (a pool of servers), not both",
     "properties": {
-        "url": {"type": "string", "pattern": "^https?://[^/\\s]+", "description": "http(s)://host:port[/prefix]"},
+        "url": URL,
+        "urls": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "anyOf": [
+                    URL,
+                    {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["url"],
+                        "properties": {"url": URL, "max_concurrency": {"type": "integer", "minimum": 1}},
+                    },
+                ],
+                "description": "a server URL, or {url: ..., max_concurrency: N}",
+            },
+        },
         "max_concurrency": {"type": "integer", "minimum": 1},
         "max_queue": {"type": "integer", "minimum": 0},
         "queue_timeout": DURATION,

@@ -1,6 +1,7 @@
 """Upstream health: a failed connection marks an upstream down (logged once), a background probe
 connects once a second until it answers again (logged once). While it is down, new requests fail
 fast with a message naming the URL; requests already queued wait for it until their queue_timeout.
+In a pool, a server that is down simply gets no requests while the others are up.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 from urllib.parse import urlsplit
 
 from router.log import logger
@@ -24,7 +26,7 @@ class Health:
     url: str
     down_since: float | None = None
     last_error: str | None = None
-    _up: asyncio.Event | None = None
+    on_up: Callable[[], None] | None = field(default=None, repr=False)  # the gate's wake-up, so queued requests go on
     _probe: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
@@ -32,20 +34,13 @@ class Health:
         """True from a failed connection until a probe connects again."""
         return self.down_since is not None
 
-    def _event(self) -> asyncio.Event:
-        if self._up is None:
-            self._up = asyncio.Event()
-            self._up.set()
-        return self._up
-
     def mark_down(self, error: str) -> None:
         """Record a failed connection; log and start probing on the first one."""
         self.last_error = error
         if self.down:
             return
         self.down_since = time.time()
-        self._event().clear()
-        logger.error("upstream '%s' at %s is down (%s); new requests fail fast until it answers again", self.name, self.url, error)
+        logger.error("upstream '%s' at %s is down (%s); no request goes to it until it answers again (checked every second)", self.name, self.url, error)
         self._probe = asyncio.create_task(self._watch(), name=f"ghost-router probe {self.name}")
 
     def mark_up(self) -> None:
@@ -54,15 +49,8 @@ class Health:
             return
         logger.info("upstream '%s' at %s is back after %.1fs", self.name, self.url, time.time() - (self.down_since or time.time()))
         self.down_since, self.last_error = None, None
-        self._event().set()
-
-    async def wait_up(self, timeout: float) -> bool:
-        """Wait until the upstream is up again (True) or TIMEOUT passes (False)."""
-        if not self.down:
-            return True
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._event().wait(), timeout)
-        return not self.down
+        if self.on_up is not None:
+            self.on_up()
 
     async def _watch(self) -> None:
         parts = urlsplit(self.url)
@@ -78,8 +66,13 @@ class Health:
                 await writer.wait_closed()
             self.mark_up()
 
+    def stop(self) -> None:
+        """Stop probing (the server left the rules file)."""
+        if self._probe is not None:
+            self._probe.cancel()
+
     async def close(self) -> None:
-        """Stop probing."""
+        """Stop probing and wait for the probe to end."""
         if self._probe is not None:
             self._probe.cancel()
             with contextlib.suppress(asyncio.CancelledError):

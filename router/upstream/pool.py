@@ -1,21 +1,36 @@
-"""Named upstreams: their settings, their gates, their counters. Gates outlive rule reloads."""
+"""Named upstreams: their settings, their servers, their gates, their counters. Gates outlive rule reloads.
+
+An upstream is one server (`url:`) or a pool of them (`urls:`); either way it has one priority
+queue, and each server takes at most its own max_concurrency requests at once.
+"""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from router.edits import BodyEdits
+from router.exchange import Exchange
 from router.upstream.health import Health
-from router.upstream.queue import PriorityGate
+from router.upstream.queue import PriorityGate, Server
+
+STICKY_ENTRIES = 1024  # prompt prefixes remembered per pool
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """One server of an upstream as the rules file describes it."""
+
+    url: str
+    max_concurrency: int = 1
 
 
 @dataclass(frozen=True)
 class UpstreamConfig:
-    """One upstream server as the rules file describes it."""
+    """One upstream (a server or a pool of them) as the rules file describes it."""
 
     name: str
-    url: str
-    max_concurrency: int = 1
+    servers: tuple[ServerConfig, ...]
     max_queue: int = 256
     queue_timeout: float = 900.0
     connect_timeout: float = 10.0
@@ -25,6 +40,22 @@ class UpstreamConfig:
     forward_client_auth: bool = False
     context_errors: bool = True  # turn the server's context-overflow error into the client's own
     edits: BodyEdits = BodyEdits()  # what this server needs: its model name, folded system messages, dropped fields
+
+    @property
+    def url(self) -> str:
+        """The first server's base URL."""
+        return self.servers[0].url
+
+    @property
+    def max_concurrency(self) -> int:
+        """Slots of all servers together."""
+        return sum(server.max_concurrency for server in self.servers)
+
+    def describe_servers(self) -> str:
+        """`URL` for one server, `URL (N slots), ...` for a pool."""
+        if len(self.servers) == 1:
+            return self.url
+        return ", ".join(f"{s.url} ({s.max_concurrency} slot{'s' if s.max_concurrency > 1 else ''})" for s in self.servers)
 
     @property
     def model(self) -> str | None:
@@ -44,16 +75,15 @@ class UpstreamStats:
 
 @dataclass
 class Upstream:
-    """A live upstream: current settings plus the gate that serialises requests to it."""
+    """A live upstream: current settings, its servers and the gate that shares them out."""
 
     config: UpstreamConfig
-    gate: PriorityGate
+    gate: PriorityGate = field(init=False)
     stats: UpstreamStats = field(default_factory=UpstreamStats)
-    health: Health = None  # type: ignore[assignment]
+    _sticky: OrderedDict[int, Server] = field(default_factory=OrderedDict, repr=False)
 
     def __post_init__(self) -> None:
-        if self.health is None:
-            self.health = Health(self.config.name, self.config.url)
+        self.gate = PriorityGate(self._servers(self.config, {}), self.config.max_queue)
 
     @property
     def name(self) -> str:
@@ -61,9 +91,63 @@ class Upstream:
         return self.config.name
 
     @property
+    def servers(self) -> list[Server]:
+        """The live servers, in rules-file order."""
+        return self.gate.servers
+
+    @property
     def url(self) -> str:
-        """The base URL requests go to."""
-        return self.config.url
+        """The base URL of the first server that is up (else the first one)."""
+        return next((s.url for s in self.servers if not s.health.down), self.servers[0].url)
+
+    @property
+    def urls(self) -> str:
+        """All server URLs, for messages."""
+        return ", ".join(server.url for server in self.servers)
+
+    def all_down(self) -> bool:
+        """True when no server of this upstream answers connections."""
+        return all(server.health.down for server in self.servers)
+
+    def reconfigure(self, config: UpstreamConfig) -> None:
+        """Adopt CONFIG; servers whose URL stays keep their health and in-flight counts."""
+        current = {server.url: server for server in self.servers}
+        servers = self._servers(config, current)
+        for url, server in current.items():
+            if server not in servers:
+                server.health.stop()
+        self.config = config
+        self.gate.max_queue = config.max_queue
+        self.gate.set_servers(servers)
+
+    def _servers(self, config: UpstreamConfig, current: dict[str, Server]) -> list[Server]:
+        servers = []
+        for server_config in config.servers:
+            server = current.get(server_config.url) or Server(server_config.url, health=Health(config.name, server_config.url))
+            server.max_concurrency = server_config.max_concurrency
+            servers.append(server)
+        return servers
+
+    def preferred(self, ex: Exchange) -> Server | None:
+        """In a pool, the server that last served this prompt prefix (its cache holds it)."""
+        if len(self.servers) < 2:
+            return None
+        return self._sticky.get(_prefix_key(ex))
+
+    def served(self, ex: Exchange, server: Server) -> None:
+        """Remember SERVER for this request's prompt prefix."""
+        if len(self.servers) < 2:
+            return
+        key = _prefix_key(ex)
+        self._sticky[key] = server
+        self._sticky.move_to_end(key)
+        if len(self._sticky) > STICKY_ENTRIES:
+            self._sticky.popitem(last=False)
+
+
+def _prefix_key(ex: Exchange) -> int:
+    """What identifies a prompt prefix cheaply: the model and the start of the system prompt."""
+    return hash((ex.view.model, ex.view.system[:4096]))
 
 
 class UpstreamPool:
@@ -77,15 +161,14 @@ class UpstreamPool:
         for name, config in configs.items():
             current = self.by_name.get(name)
             if current is None:
-                self.by_name[name] = Upstream(config, PriorityGate(config.max_concurrency, config.max_queue))
-                continue
-            current.config = config
-            current.health.url = config.url
-            current.gate.max_queue = config.max_queue
-            current.gate.max_concurrency = config.max_concurrency
+                self.by_name[name] = Upstream(config)
+            else:
+                current.reconfigure(config)
         for name in list(self.by_name):
             upstream = self.by_name[name]
             if name not in configs and upstream.gate.in_flight == 0 and upstream.gate.queued == 0:
+                for server in upstream.servers:
+                    server.health.stop()
                 del self.by_name[name]
 
     def __getitem__(self, name: str) -> Upstream:
@@ -94,13 +177,17 @@ class UpstreamPool:
     async def close(self) -> None:
         """Stop every health probe."""
         for upstream in self.by_name.values():
-            await upstream.health.close()
+            for server in upstream.servers:
+                await server.health.close()
 
     def status(self) -> dict[str, dict[str, object]]:
-        """Per-upstream settings and live counts."""
-        return {
-            name: {
-                "url": up.url,
+        """Per-upstream settings and live counts, with each server's own."""
+        status: dict[str, dict[str, object]] = {}
+        for name, up in self.by_name.items():
+            servers = [server.status() for server in up.servers]
+            down = [s for s in up.servers if s.health.down]
+            status[name] = {
+                "url": up.urls,
                 "max_concurrency": up.gate.max_concurrency,
                 "in_flight": up.gate.in_flight,
                 "queued": up.gate.queued,
@@ -109,7 +196,9 @@ class UpstreamPool:
                 "errors": up.stats.errors,
                 "cancelled": up.stats.cancelled,
                 "max_seen_in_flight": up.stats.max_seen_in_flight,
-                **up.health.status(),
+                "healthy": len(down) < len(up.servers),
+                "down_since": min((s.health.down_since for s in down), default=None) if len(down) == len(up.servers) else None,
+                "last_error": "; ".join(f"{s.url}: {s.health.last_error}" for s in down) or None,
+                "servers": servers,
             }
-            for name, up in self.by_name.items()
-        }
+        return status

@@ -22,7 +22,7 @@ from router.errors import Overloaded, RouterError, UpstreamUnavailable
 from router.exchange import Exchange
 from router.upstream.overflow import detect as detect_overflow
 from router.upstream.pool import Upstream, UpstreamConfig
-from router.upstream.queue import QueueFull, Ticket
+from router.upstream.queue import QueueFull, Server, Ticket
 
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
@@ -46,41 +46,36 @@ class UpstreamBroke(RouterError):
 
 
 async def forward(ex: Exchange, upstream: Upstream, priority: str, session: aiohttp.ClientSession) -> web.StreamResponse:
-    """Wait for a slot on UPSTREAM at PRIORITY, then stream the upstream's answer to the client."""
+    """Wait for a slot on one of UPSTREAM's servers at PRIORITY, then stream its answer to the client."""
     ex.priority, ex.upstream = priority, upstream.name
     upstream.config.edits.apply(ex)
-    health = upstream.health
-    if health.down:
-        since = time.strftime("%H:%M:%S", time.localtime(health.down_since))
-        raise UpstreamUnavailable(
-            503,
-            f"ghost-router: upstream '{upstream.name}' at {upstream.url} is down since {since} ({health.last_error}); "
-            "ghost-router checks it every second. Start the server there, or fix its url in the rules file (or --upstream).",
-        )
+    if upstream.all_down():
+        raise UpstreamUnavailable(503, _down_message(upstream))
     try:
-        ticket = upstream.gate.enter(priority)
+        ticket = upstream.gate.enter(priority, upstream.preferred(ex))
     except QueueFull as exc:
         raise Overloaded(
-            f"ghost-router: upstream '{upstream.name}' ({upstream.url}) is busy: {exc}. "
+            f"ghost-router: upstream '{upstream.name}' ({upstream.urls}) is busy: {exc}. "
             "The request was not sent; retry, or raise max_queue in the rules file."
         ) from None
     waited = time.perf_counter()
+    deadline = asyncio.get_running_loop().time() + upstream.config.queue_timeout
+    queued = not ticket.granted.done()
     try:
-        queued = not ticket.granted.done()
-        await _wait_for_slot(ex, ticket, upstream)
-        ex.queue_wait = time.perf_counter() - waited
         while True:
-            # a request that had to queue survives an upstream restart within its queue_timeout
-            remaining = upstream.config.queue_timeout - (time.perf_counter() - waited)
-            if health.down and queued and not await health.wait_up(max(remaining, 0)):
-                raise UpstreamUnavailable(
-                    503, f"ghost-router: upstream '{upstream.name}' at {upstream.url} went down and did not come back within queue_timeout ({health.last_error})."
-                )
+            await _wait_for_slot(ex, ticket, upstream, deadline)
+            if ex.queue_wait is None:
+                ex.queue_wait = time.perf_counter() - waited
+            assert ticket.server is not None
+            upstream.served(ex, ticket.server)
             try:
-                return await _proxy(ex, upstream, session)
+                return await _proxy(ex, upstream, ticket.server, session)
             except UpstreamRefused:
-                if not queued:
+                # another server of the pool takes it; a request that had to queue also waits for a
+                # restart within its queue_timeout; a fresh one to a lone server that is down fails fast
+                if upstream.all_down() and not queued:
                     raise
+                ticket = upstream.gate.requeue(ticket)
     except (asyncio.CancelledError, ConnectionResetError):
         upstream.stats.cancelled += 1  # the client left, queued or mid-stream
         raise
@@ -90,18 +85,36 @@ async def forward(ex: Exchange, upstream: Upstream, priority: str, session: aioh
         upstream.gate.leave(ticket)
 
 
-async def _wait_for_slot(ex: Exchange, ticket: Ticket, upstream: Upstream) -> None:
-    """Wait for TICKET's grant; a stream that waits past `keepalive` gets headers and pings."""
+def _down_message(upstream: Upstream) -> str:
+    servers = upstream.servers
+    since = time.strftime("%H:%M:%S", time.localtime(min(s.health.down_since or 0 for s in servers)))
+    if len(servers) == 1:
+        where, errors = f"at {servers[0].url}", servers[0].health.last_error
+    else:
+        where, errors = f"(all {len(servers)} servers)", "; ".join(f"{s.url}: {s.health.last_error}" for s in servers)
+    return (
+        f"ghost-router: upstream '{upstream.name}' {where} is down since {since} ({errors}); "
+        "ghost-router checks it every second. Start the server there, or fix its url in the rules file (or --upstream)."
+    )
+
+
+async def _wait_for_slot(ex: Exchange, ticket: Ticket, upstream: Upstream, deadline: float) -> None:
+    """Wait for TICKET's grant until DEADLINE; a stream that waits past `keepalive` gets headers and pings."""
     if ticket.granted.done():
         return
     config = upstream.config
-    deadline = asyncio.get_running_loop().time() + config.queue_timeout
-    if not await _keep_alive_until(ex, ticket.granted, config.keepalive, deadline):
-        raise Overloaded(
-            f"ghost-router: request waited {config.queue_timeout:g}s in the queue of upstream "
-            f"'{upstream.name}' ({upstream.url}) without a free slot (queue_timeout). "
-            "The upstream is busy with other requests; retry, or raise queue_timeout in the rules file."
+    if await _keep_alive_until(ex, ticket.granted, config.keepalive, deadline):
+        return
+    if upstream.all_down():
+        raise UpstreamUnavailable(
+            503, f"ghost-router: upstream '{upstream.name}' ({upstream.urls}) went down and did not come back within "
+            f"queue_timeout ({config.queue_timeout:g}s). Start the server there, or fix its url in the rules file."
         )
+    raise Overloaded(
+        f"ghost-router: request waited {config.queue_timeout:g}s in the queue of upstream "
+        f"'{upstream.name}' ({upstream.urls}) without a free slot (queue_timeout). "
+        "The upstream is busy with other requests; retry, or raise queue_timeout in the rules file."
+    )
 
 
 async def _keep_alive_until(ex: Exchange, waited_on: asyncio.Future[Any], keepalive: float, deadline: float = float("inf")) -> bool:
@@ -162,38 +175,40 @@ def _response_headers(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
     return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in HOP_BY_HOP)
 
 
-async def _proxy(ex: Exchange, upstream: Upstream, session: aiohttp.ClientSession) -> web.StreamResponse:
+async def _proxy(ex: Exchange, upstream: Upstream, server: Server, session: aiohttp.ClientSession) -> web.StreamResponse:
     config = upstream.config
-    gate = upstream.gate
     upstream.stats.forwarded += 1
-    upstream.stats.max_seen_in_flight = max(upstream.stats.max_seen_in_flight, gate.in_flight)
-    url = config.url.rstrip("/") + ex.path_qs
+    server.forwarded += 1
+    upstream.stats.max_seen_in_flight = max(upstream.stats.max_seen_in_flight, upstream.gate.in_flight)
+    url = server.url + ex.path_qs
+    if len(upstream.servers) > 1:
+        ex.note += f"server {server.url}; "
     body = ex.body_bytes()
     started = time.perf_counter()
     try:
         up = await _request(ex, config, session, url, body)
     except aiohttp.ClientConnectorError as exc:
-        upstream.stats.errors += 1
-        upstream.health.mark_down(exc.os_error.strerror or str(exc))
+        _count_error(upstream, server)
+        server.health.mark_down(exc.os_error.strerror or str(exc))
         raise UpstreamRefused(
             502,
-            f"ghost-router could not connect to upstream '{upstream.name}' at {config.url} "
+            f"ghost-router could not connect to upstream '{upstream.name}' at {server.url} "
             f"({exc.os_error.strerror or exc}). Start the server there, or fix upstreams.{upstream.name}.url "
             "in the rules file (or --upstream).",
         ) from None
     except asyncio.TimeoutError:
-        upstream.stats.errors += 1
+        _count_error(upstream, server)
         raise UpstreamUnavailable(
             504,
-            f"ghost-router: upstream '{upstream.name}' at {config.url} sent no response headers within "
+            f"ghost-router: upstream '{upstream.name}' at {server.url} sent no response headers within "
             f"{config.idle_timeout:g}s (idle_timeout). Check the server; raise idle_timeout for slow prompts.",
         ) from None
     except aiohttp.ClientError as exc:
-        upstream.stats.errors += 1
+        _count_error(upstream, server)
         raise UpstreamUnavailable(
-            502, f"ghost-router: upstream '{upstream.name}' at {config.url} failed before answering: {exc}."
+            502, f"ghost-router: upstream '{upstream.name}' at {server.url} failed before answering: {exc}."
         ) from None
-    upstream.health.mark_up()
+    server.health.mark_up()
     complete = False
     try:
         head = b""
@@ -216,10 +231,10 @@ async def _proxy(ex: Exchange, upstream: Upstream, session: aiohttp.ClientSessio
             try:
                 chunk = await up.content.readany()
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                upstream.stats.errors += 1
+                _count_error(upstream, server)
                 reason = f"sent nothing for {config.idle_timeout:g}s (idle_timeout)" if isinstance(exc, asyncio.TimeoutError) else f"closed the connection ({type(exc).__name__})"
                 raise UpstreamBroke(
-                    f"ghost-router: upstream '{upstream.name}' at {config.url} {reason} in the middle of the "
+                    f"ghost-router: upstream '{upstream.name}' at {server.url} {reason} in the middle of the "
                     "response. The answer is incomplete; retry the request."
                 ) from None
             if not chunk:
@@ -235,6 +250,11 @@ async def _proxy(ex: Exchange, upstream: Upstream, session: aiohttp.ClientSessio
             up.release()
         else:
             up.close()  # closes the upstream connection: the server sees the request cancelled
+
+
+def _count_error(upstream: Upstream, server: Server) -> None:
+    upstream.stats.errors += 1
+    server.errors += 1
 
 
 async def _read_up_to(up: aiohttp.ClientResponse, limit: int) -> bytes:

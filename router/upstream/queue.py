@@ -1,4 +1,8 @@
-"""A priority gate: at most N requests in flight, the rest wait by priority class, FIFO within one.
+"""A priority gate in front of one or more servers: each server takes at most its own number of
+requests at once, the rest wait by priority class, FIFO within one.
+
+A granted ticket goes to the least busy server that is up; on equal load, to the one the caller
+prefers (the server that last saw the same prompt prefix, so its prompt cache is warm).
 
 Waiting is event-driven: a leaving request hands its slot straight to the next ticket's future.
 A ticket that leaves while queued (client gone, timeout) is dropped lazily from the heap.
@@ -10,6 +14,9 @@ import asyncio
 import heapq
 import itertools
 from dataclasses import dataclass, field
+from typing import Iterable
+
+from router.upstream.health import Health
 
 PRIORITIES = {"user": 0, "subagent": 1, "background": 2}
 
@@ -18,58 +25,110 @@ class QueueFull(Exception):
     """The gate's queue already holds max_queue waiting requests."""
 
 
+@dataclass(eq=False)
+class Server:
+    """One server behind an upstream: its URL, its own concurrency limit, its health and counters."""
+
+    url: str
+    max_concurrency: int = 1
+    health: Health = None  # type: ignore[assignment]
+    in_flight: int = 0
+    forwarded: int = 0
+    errors: int = 0
+
+    def __post_init__(self) -> None:
+        if self.health is None:
+            self.health = Health("", self.url)
+
+    def free_share(self) -> float | None:
+        """How busy the server is (0 idle .. <1), or None when it is down or full."""
+        if self.health.down or self.in_flight >= self.max_concurrency:
+            return None
+        return self.in_flight / self.max_concurrency
+
+    def status(self) -> dict[str, object]:
+        """For /_router/status."""
+        return {
+            "url": self.url,
+            "max_concurrency": self.max_concurrency,
+            "in_flight": self.in_flight,
+            "forwarded": self.forwarded,
+            "errors": self.errors,
+            **self.health.status(),
+        }
+
+
 @dataclass(order=True)
 class Ticket:
-    """One request's place: in the queue until granted, then holding a slot until it leaves."""
+    """One request's place: in the queue until granted, then holding a slot on `server` until it leaves."""
 
     rank: int
     seq: int
     granted: asyncio.Future[None] = field(compare=False)
+    prefer: Server | None = field(default=None, compare=False)
+    server: Server | None = field(default=None, compare=False)
     left: bool = field(default=False, compare=False)
 
 
 class PriorityGate:
-    """Admits at most `max_concurrency` tickets; queues up to `max_queue` more by priority."""
+    """Admits tickets onto SERVERS within each one's max_concurrency; queues up to `max_queue` more by priority."""
 
-    def __init__(self, max_concurrency: int, max_queue: int) -> None:
-        self._max_concurrency = max_concurrency
+    def __init__(self, servers: Iterable[Server], max_queue: int) -> None:
+        self.servers: list[Server] = []
         self.max_queue = max_queue
-        self.in_flight = 0
         self.queued = 0
         self._heap: list[Ticket] = []
         self._seq = itertools.count()
+        self.set_servers(servers)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests holding a slot on any server."""
+        return sum(server.in_flight for server in self.servers)
 
     @property
     def max_concurrency(self) -> int:
-        """How many requests may be in flight at once."""
-        return self._max_concurrency
+        """Slots of all servers together."""
+        return sum(server.max_concurrency for server in self.servers)
 
-    @max_concurrency.setter
-    def max_concurrency(self, value: int) -> None:
-        self._max_concurrency = value
-        self._grant()
+    def set_servers(self, servers: Iterable[Server]) -> None:
+        """Serve from SERVERS from now on (tickets granted on a dropped server still leave cleanly)."""
+        self.servers = list(servers)
+        for server in self.servers:
+            server.health.on_up = self.wake
+        self.wake()
 
-    def enter(self, priority: str) -> Ticket:
-        """Take a ticket: granted at once if a slot is free and nobody waits, else queued."""
-        ticket = Ticket(PRIORITIES[priority], next(self._seq), asyncio.get_running_loop().create_future())
-        if self.queued == 0 and self.in_flight < self._max_concurrency:
-            self.in_flight += 1
-            ticket.granted.set_result(None)
-            return ticket
+    def enter(self, priority: str, prefer: Server | None = None) -> Ticket:
+        """Take a ticket: granted at once if a server has a free slot and nobody waits, else queued."""
+        ticket = Ticket(PRIORITIES[priority], next(self._seq), asyncio.get_running_loop().create_future(), prefer)
+        if self.queued == 0:
+            server = self._pick(prefer)
+            if server is not None:
+                self._assign(ticket, server)
+                return ticket
         if self.queued >= self.max_queue:
             raise QueueFull(f"{self.queued} requests already waiting (max_queue {self.max_queue})")
-        heapq.heappush(self._heap, ticket)
-        self.queued += 1
+        self._push(ticket)
         return ticket
+
+    def requeue(self, ticket: Ticket) -> Ticket:
+        """TICKET's server refused the connection: free that slot and queue again in the old place."""
+        again = Ticket(ticket.rank, ticket.seq, asyncio.get_running_loop().create_future(), ticket.prefer)
+        if not ticket.left and ticket.server is not None:
+            ticket.left = True
+            ticket.server.in_flight -= 1
+        self._push(again)  # it held a slot already, so max_queue does not turn it away
+        self.wake()
+        return again
 
     def leave(self, ticket: Ticket) -> None:
         """Give the ticket back: frees its slot if granted, removes it from the queue if not."""
         if ticket.left:
             return
         ticket.left = True
-        if ticket.granted.done():
-            self.in_flight -= 1
-            self._grant()
+        if ticket.server is not None:
+            ticket.server.in_flight -= 1
+            self.wake()
         else:
             ticket.granted.cancel()
             self.queued -= 1
@@ -77,11 +136,38 @@ class PriorityGate:
                 self._heap = [t for t in self._heap if not t.left]
                 heapq.heapify(self._heap)
 
-    def _grant(self) -> None:
-        while self.in_flight < self._max_concurrency and self._heap:
-            ticket = heapq.heappop(self._heap)
+    def wake(self) -> None:
+        """Grant waiting tickets while some server has a free slot (after a leave, a reload, a server's return)."""
+        while self._heap:
+            ticket = self._heap[0]
             if ticket.left:
+                heapq.heappop(self._heap)
                 continue
+            server = self._pick(ticket.prefer)
+            if server is None:
+                return
+            heapq.heappop(self._heap)
             self.queued -= 1
-            self.in_flight += 1
-            ticket.granted.set_result(None)
+            self._assign(ticket, server)
+
+    def _pick(self, prefer: Server | None) -> Server | None:
+        """The least busy server that is up and has a free slot; PREFER wins a tie."""
+        best, best_key = None, None
+        for server in self.servers:
+            share = server.free_share()
+            if share is None:
+                continue
+            key = (share, server is not prefer)
+            if best_key is None or key < best_key:
+                best, best_key = server, key
+        return best
+
+    def _push(self, ticket: Ticket) -> None:
+        heapq.heappush(self._heap, ticket)
+        self.queued += 1
+
+    @staticmethod
+    def _assign(ticket: Ticket, server: Server) -> None:
+        server.in_flight += 1
+        ticket.server = server
+        ticket.granted.set_result(None)
