@@ -59,7 +59,7 @@ def plot(overhead: dict | None, scale: dict | None, ghosts: dict | None, path: P
 
 
 def main() -> int:
-    overhead, ghosts, flood, scale, memory, llama = (load(n) for n in ("overhead", "ghosts", "flood", "scale", "memory", "llama_work"))
+    overhead, ghosts, flood, scale, memory, soak, llama = (load(n) for n in ("overhead", "ghosts", "flood", "scale", "memory", "soak", "llama_work"))
     lines = [
         "# Performance",
         "",
@@ -114,6 +114,18 @@ def main() -> int:
         for s in memory["samples"]:
             lines.append(f"| {s['requests']:,} | {s['rss_kib'] / 1024:.1f} | {s['fds']} | {s['tasks']} |")
         lines += ["", f"RSS from the first sample (after {first['requests']:,} warm-up requests) to the last: {memory['rss_growth']:+.1%}. Descriptors and tasks are the listening socket, the watcher and one per open keep-alive connection.", ""]
+    if soak:
+        first, last = soak["samples"][0], soak["samples"][-1]
+        lines += ["## Soak", "", f"`{soak['command']}`: mixed ghosts and streams for minutes against a pool of one-slot upstreams; every turn carries an id the upstreams record and echo; a tenth of the streams are abandoned by their client after the first event.", ""]
+        lines += [
+            f"- {soak['requests']:,} requests ({', '.join(f'{k} {v:,}' for k, v in sorted(soak['sent'].items()))}); {soak['completed']:,} turns answered completely, {soak['abandoned']:,} abandoned; per server {soak['per_server']}.",
+            f"- RSS {first['rss_kib'] / 1024:.1f} MiB after the warm-up tenth, {last['rss_kib'] / 1024:.1f} MiB at the end ({soak['rss_growth']:+.1%}); descriptors {first['fds']} -> {last['fds']}; tasks {first['tasks']} -> {last['tasks']}.",
+            "",
+            "| check | count |",
+            "| --- | --- |",
+            *[f"| {name} | {value} |" for name, value in soak["checks"].items()],
+            "",
+        ]
     estimate = RESULTS / "token_estimate.txt"
     if estimate.exists():
         summary = estimate.read_text().strip().splitlines()[-1]

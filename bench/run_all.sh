@@ -7,6 +7,7 @@ python3 bench/ghosts.py
 python3 bench/flood.py
 python3 bench/scale.py
 python3 bench/memory.py
+python3 bench/soak.py
 python3 bench/token_estimate.py > bench/results/token_estimate.txt
 python3 bench/llama_work.py
 python3 bench/report.py

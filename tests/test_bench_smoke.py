@@ -20,6 +20,7 @@ ROOT = Path(__file__).parent.parent
         ("flood.py", ["--rounds", "1", "--prefill", "0.05"], "flood"),
         ("scale.py", ["--rounds", "1"], "scale"),
         ("memory.py", ["--requests", "200"], "memory"),
+        ("soak.py", ["--minutes", "0.05", "--concurrency", "4"], "soak"),
     ],
 )
 def test_benchmark_runs(tmp_path, script, args, result):
