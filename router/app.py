@@ -62,7 +62,8 @@ def build_app(
 
 
 async def _client_session(app: web.Application) -> AsyncIterator[None]:
-    """One upstream HTTP client per app: no cookies, no decompression, no redirects, no env proxies."""
+    """An aiohttp client for calls beside forwarding (tokenizer): no cookies, no decompression, no
+    env proxies. Forwarding has its own lean client (state.forwarder), closed here too."""
     state = app[STATE]
     state.session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0),
@@ -73,6 +74,7 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
     yield
     await state.pool.close()
     await state.session.close()
+    state.forwarder.close()
 
 
 def _watcher(path: str, overrides: Overrides, plugin_dirs: Sequence[str], interval: float) -> Callable[[web.Application], AsyncIterator[None]]:

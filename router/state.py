@@ -8,6 +8,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from router.upstream.http1 import Http1Client
 from router.upstream.pool import UpstreamPool
 
 if TYPE_CHECKING:
@@ -32,7 +33,8 @@ class RouterState:
     plugin_rules: PluginRules = field(default_factory=list)
     verbose: bool = False
     pool: UpstreamPool = field(default_factory=UpstreamPool)
-    session: aiohttp.ClientSession = None  # type: ignore[assignment]  # set in the app's cleanup context
+    session: aiohttp.ClientSession = None  # type: ignore[assignment]  # set in the app's cleanup context (tokenizer calls)
+    forwarder: Http1Client = field(default_factory=Http1Client)  # the forwarding hot path's own client
     hits: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)  # answered locally / forwarded / errors / client closed
     requests: int = 0

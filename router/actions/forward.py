@@ -38,7 +38,7 @@ class Forward:
     async def run(self, ex: Exchange, state: RouterState) -> web.StreamResponse:
         """Let plugins edit the request, then queue and proxy."""
         await state.plugins.each("before_forward", exchange=ex, upstream=self.upstream)
-        return await forward(ex, state.pool[self.upstream], self.priority, state.session)
+        return await forward(ex, state.pool[self.upstream], self.priority, state.forwarder)
 
 
 def build(options: dict[str, Any] | None, context: BuildContext) -> Forward:

@@ -70,7 +70,7 @@ class AnthropicMessages(Protocol):
         messages = body["messages"]
         expect(messages, list, "messages", "an array of messages")
         system_parts = [self._system_text(body.get("system"))]
-        user = ""
+        last_user = None
         for index, message in enumerate(messages):
             expect(message, dict, f"messages.{index}", "an object with role and content")
             role, content = message.get("role"), message.get("content")
@@ -79,7 +79,8 @@ class AnthropicMessages(Protocol):
             if role == "system":
                 system_parts.append(content_text(content))
             elif role == "user":
-                user = content_text(content)
+                last_user = content
+        user = content_text(last_user) if last_user is not None else ""  # only the last one is matched on
         max_tokens = body.get("max_tokens")
         if kind == "messages":
             if max_tokens is None:

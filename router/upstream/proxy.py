@@ -9,18 +9,17 @@ that waits long in the queue gets its response headers early and keep-alive ping
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import time
-from typing import Any
+from typing import Any, Awaitable, Callable
 
-import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict
 
 from router.errors import Overloaded, RouterError, UpstreamUnavailable
 from router.exchange import Exchange
 from router.upstream.overflow import detect as detect_overflow
+from router.upstream.http1 import ConnectFailed, Http1Client, Response, ResponseFailed
 from router.upstream.pool import Upstream, UpstreamConfig
 from router.upstream.queue import QueueFull, Server, Ticket
 
@@ -28,10 +27,10 @@ HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
      "transfer-encoding", "upgrade"}
 )
-REQUEST_HEADERS_SKIPPED = HOP_BY_HOP | {"host", "content-length"}
+REQUEST_HEADERS_SKIPPED = HOP_BY_HOP | {"host", "content-length", "expect"}
 CLIENT_AUTH_HEADERS = frozenset({"x-api-key", "authorization"})
 ERROR_BODY_LIMIT = 64 * 1024
-LARGE_BODY = 1024 * 1024  # aiohttp sends larger bodies in chunks from a BytesIO (it shares the bytes, no copy)
+WHOLE_BODY_LIMIT = 1024 * 1024  # non-streamed answers up to this size are sent to the client in one write
 
 
 class UpstreamRefused(UpstreamUnavailable):
@@ -45,7 +44,7 @@ class UpstreamBroke(RouterError):
         super().__init__(502, message, "api_error")
 
 
-async def forward(ex: Exchange, upstream: Upstream, priority: str, session: aiohttp.ClientSession) -> web.StreamResponse:
+async def forward(ex: Exchange, upstream: Upstream, priority: str, client: Http1Client) -> web.StreamResponse:
     """Wait for a slot on one of UPSTREAM's servers at PRIORITY, then stream its answer to the client."""
     ex.priority, ex.upstream = priority, upstream.name
     upstream.config.edits.apply(ex)
@@ -69,7 +68,7 @@ async def forward(ex: Exchange, upstream: Upstream, priority: str, session: aioh
             assert ticket.server is not None
             upstream.served(ex, ticket.server)
             try:
-                return await _proxy(ex, upstream, ticket.server, session)
+                return await _proxy(ex, upstream, ticket.server, client)
             except UpstreamRefused:
                 # another server of the pool takes it; a request that had to queue also waits for a
                 # restart within its queue_timeout; a fresh one to a lone server that is down fails fast
@@ -141,12 +140,10 @@ async def _keep_alive_until(ex: Exchange, waited_on: asyncio.Future[Any], keepal
     return True
 
 
-async def _request(ex: Exchange, config: UpstreamConfig, session: aiohttp.ClientSession, url: str, body: bytes) -> aiohttp.ClientResponse:
+async def _request(ex: Exchange, config: UpstreamConfig, client: Http1Client, server: Server, body: bytes) -> Response:
     """Send the request; a stream whose upstream is slow to answer gets keep-alive pings meanwhile."""
-    timeout = aiohttp.ClientTimeout(total=None, connect=config.connect_timeout, sock_read=config.idle_timeout)
-    sending = session.request(
-        ex.method, url, data=io.BytesIO(body) if len(body) > LARGE_BODY else body,
-        headers=_request_headers(ex, config), timeout=timeout, allow_redirects=False,
+    sending = client.request(
+        ex.method, server.url, ex.path_qs, _request_headers(ex, config), body, config.connect_timeout, config.idle_timeout
     )
     if not (ex.view.stream and config.keepalive > 0):
         return await sending
@@ -160,40 +157,40 @@ async def _request(ex: Exchange, config: UpstreamConfig, session: aiohttp.Client
         pinger.cancel()
 
 
-def _request_headers(ex: Exchange, config: UpstreamConfig) -> CIMultiDict[str]:
+def _request_headers(ex: Exchange, config: UpstreamConfig) -> list[tuple[str, str]]:
     """Client headers minus hop-by-hop ones and (unless configured) client keys, plus the rule's edits."""
     skipped = REQUEST_HEADERS_SKIPPED if config.forward_client_auth else REQUEST_HEADERS_SKIPPED | CLIENT_AUTH_HEADERS
-    headers = CIMultiDict((k, v) for k, v in ex.headers.items() if k.lower() not in skipped)
-    for name, value in [*config.headers, *ex.header_edits.items()]:
-        headers.popall(name, None)
-        if value is not None:
-            headers[name] = value
+    edits = [*config.headers, *ex.header_edits.items()]
+    if edits:
+        skipped = skipped | {name.lower() for name, _ in edits}
+    headers = [(k, v) for k, v in ex.headers.items() if k.lower() not in skipped]
+    last = {name.lower(): (name, value) for name, value in edits}  # a later edit of the same header wins
+    headers += [(name, value) for name, value in last.values() if value is not None]
     return headers
 
 
-def _response_headers(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+def _response_headers(headers: CIMultiDict[str]) -> CIMultiDict[str]:
     return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in HOP_BY_HOP)
 
 
-async def _proxy(ex: Exchange, upstream: Upstream, server: Server, session: aiohttp.ClientSession) -> web.StreamResponse:
+async def _proxy(ex: Exchange, upstream: Upstream, server: Server, client: Http1Client) -> web.StreamResponse:
     config = upstream.config
     upstream.stats.forwarded += 1
     server.forwarded += 1
     upstream.stats.max_seen_in_flight = max(upstream.stats.max_seen_in_flight, upstream.gate.in_flight)
-    url = server.url + ex.path_qs
     if len(upstream.servers) > 1:
         ex.note += f"server {server.url}; "
     body = ex.body_bytes()
     started = time.perf_counter()
     try:
-        up = await _request(ex, config, session, url, body)
-    except aiohttp.ClientConnectorError as exc:
+        up = await _request(ex, config, client, server, body)
+    except ConnectFailed as exc:
         _count_error(upstream, server)
-        server.health.mark_down(exc.os_error.strerror or str(exc))
+        server.health.mark_down(exc.reason)
         raise UpstreamRefused(
             502,
             f"ghost-router could not connect to upstream '{upstream.name}' at {server.url} "
-            f"({exc.os_error.strerror or exc}). Start the server there, or fix upstreams.{upstream.name}.url "
+            f"({exc.reason}). Start the server there, or fix upstreams.{upstream.name}.url "
             "in the rules file (or --upstream).",
         ) from None
     except asyncio.TimeoutError:
@@ -203,44 +200,58 @@ async def _proxy(ex: Exchange, upstream: Upstream, server: Server, session: aioh
             f"ghost-router: upstream '{upstream.name}' at {server.url} sent no response headers within "
             f"{config.idle_timeout:g}s (idle_timeout). Check the server; raise idle_timeout for slow prompts.",
         ) from None
-    except aiohttp.ClientError as exc:
+    except ResponseFailed as exc:
         _count_error(upstream, server)
         raise UpstreamUnavailable(
-            502, f"ghost-router: upstream '{upstream.name}' at {server.url} failed before answering: {exc}."
+            502, f"ghost-router: upstream '{upstream.name}' at {server.url} failed before answering: it {exc}."
         ) from None
     server.health.mark_up()
     complete = False
+
+    async def next_chunk() -> bytes:
+        try:
+            return await up.read_chunk()
+        except (ResponseFailed, asyncio.TimeoutError) as exc:
+            _count_error(upstream, server)
+            reason = f"sent nothing for {config.idle_timeout:g}s (idle_timeout)" if isinstance(exc, asyncio.TimeoutError) else str(exc)
+            raise UpstreamBroke(
+                f"ghost-router: upstream '{upstream.name}' at {server.url} {reason} in the middle of the "
+                "response. The answer is incomplete; retry the request."
+            ) from None
+
     try:
-        head = b""
+        head, finished = b"", False
+        length = up.headers.get("Content-Length", "")
         if up.status >= 400:
-            head = await _read_up_to(up, ERROR_BODY_LIMIT)
+            head, finished = await _read_up_to(next_chunk, ERROR_BODY_LIMIT)
             overflow = detect_overflow(head) if config.context_errors else None
             translated = overflow and ex.protocol.context_overflow(overflow.prompt_tokens, overflow.context)
             if translated:
                 raise translated
             if ex.response is not None:  # a stream whose headers already went out: an SSE error event
                 raise _error_from_body(up.status, head)
+        elif ex.response is None and ex.method != "HEAD" and length.isdigit() and int(length) <= WHOLE_BODY_LIMIT:
+            head, finished = await _read_up_to(next_chunk, WHOLE_BODY_LIMIT)
         ex.status = up.status
+        if finished and ex.response is None:
+            # the whole (small, non-streamed) answer is in: headers and body leave in one write, so
+            # the client wakes up once (a separate header write cost ~0.4 ms on a 2-core machine)
+            headers = _response_headers(up.headers)
+            headers.popall("Content-Length", None)
+            ex.response = web.Response(status=up.status, reason=up.reason, headers=headers, body=head)
+            await ex.response.prepare(ex.request)
+            await ex.response.write_eof()
+            ex.bytes_out += len(head)
+            complete = True
+            return ex.response
         if ex.response is None:
             ex.response = web.StreamResponse(status=up.status, reason=up.reason, headers=_response_headers(up.headers))
         await ex.response.prepare(ex.request)  # also completes keep-alive headers a cancelled pinger began
-        if head:
-            await ex.response.write(head)
-            ex.bytes_out += len(head)
-        while True:
-            try:
-                chunk = await up.content.readany()
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                _count_error(upstream, server)
-                reason = f"sent nothing for {config.idle_timeout:g}s (idle_timeout)" if isinstance(exc, asyncio.TimeoutError) else f"closed the connection ({type(exc).__name__})"
-                raise UpstreamBroke(
-                    f"ghost-router: upstream '{upstream.name}' at {server.url} {reason} in the middle of the "
-                    "response. The answer is incomplete; retry the request."
-                ) from None
-            if not chunk:
-                break
+        chunk = head or await next_chunk()
+        while chunk:
             await ex.response.write(chunk)
             ex.bytes_out += len(chunk)
+            chunk = await next_chunk()
         complete = True
         await ex.response.write_eof()
         return ex.response
@@ -257,16 +268,16 @@ def _count_error(upstream: Upstream, server: Server) -> None:
     server.errors += 1
 
 
-async def _read_up_to(up: aiohttp.ClientResponse, limit: int) -> bytes:
-    """Up to LIMIT bytes of the upstream's body (all of it when shorter)."""
+async def _read_up_to(next_chunk: Callable[[], Awaitable[bytes]], limit: int) -> tuple[bytes, bool]:
+    """The body's first LIMIT bytes or more (all of it when shorter), and whether it ended."""
     chunks, size = [], 0
-    while size < limit:
-        chunk = await up.content.read(limit - size)
+    while size <= limit:
+        chunk = await next_chunk()
         if not chunk:
-            break
+            return b"".join(chunks), True
         chunks.append(chunk)
         size += len(chunk)
-    return b"".join(chunks)
+    return b"".join(chunks), False
 
 
 def _error_from_body(status: int, raw: bytes) -> RouterError:
