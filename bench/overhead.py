@@ -1,5 +1,6 @@
 """Forwarding overhead, side by side in one run: direct to the upstream vs through ghost-router vs
-through a naive buffering proxy like the article's (threaded, polling every 50 ms).
+through a naive buffering proxy like the article's (threaded, polling every 50 ms), and beside
+two floors (bench/floor_proxies.py): a bare aiohttp proxy and a raw TCP relay.
 
     python bench/overhead.py [--rounds 60]
 
@@ -21,6 +22,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import free_port, router_process, summary, upstream_process, write_result  # noqa: E402
+from bench.floor_proxies import floor_process  # noqa: E402
 from bench.naive_proxy import naive_proxy_process  # noqa: E402
 
 BODY_TEXT = "x" * int(__import__("os").environ.get("BENCH_BODY", 50_000))
@@ -56,23 +58,27 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--interval", type=float, default=0.001, help="seconds between streamed events (default 1 ms: 1000 tokens/s)")
     args = parser.parse_args()
-    up, router, naive = free_port(), free_port(), free_port()
+    up, router, naive, bare, relay = (free_port() for _ in range(5))
     report = {}
-    with upstream_process(up, 500, args.interval), router_process(router, up), naive_proxy_process(naive, up):
-        paths = {"direct": f"http://127.0.0.1:{up}", "ghost-router": f"http://127.0.0.1:{router}", "naive proxy": f"http://127.0.0.1:{naive}"}
+    with upstream_process(up, 500, args.interval), router_process(router, up), naive_proxy_process(naive, up), \
+            floor_process("bare_aiohttp", bare, up), floor_process("tcp_relay", relay, up):
+        paths = {
+            "direct": f"http://127.0.0.1:{up}", "ghost-router": f"http://127.0.0.1:{router}", "naive proxy": f"http://127.0.0.1:{naive}",
+            "floor: bare aiohttp proxy": f"http://127.0.0.1:{bare}", "floor: tcp relay": f"http://127.0.0.1:{relay}",
+        }
         for stream in (True, False):
             kind = "streaming" if stream else "non-streaming"
             results = asyncio.run(measure(paths, args.rounds, stream))
             direct = {k: summary(v) for k, v in results["direct"].items()}
             print(f"\n{kind}: 50 KB request, 500-event reply, {args.rounds} rounds (ms: median [p10-p90])")
-            print(f"{'path':14} {'TTFB':>24} {'total':>26} {'TTFB added':>11} {'total ratio':>12}")
+            print(f"{'path':26} {'TTFB':>24} {'total':>26} {'TTFB added':>11} {'total ratio':>12}")
             report[kind] = {}
             for name, values in results.items():
                 ttfb, total = summary(values["ttfb"]), summary(values["total"])
                 added = ttfb["median"] - direct["ttfb"]["median"]
                 ratio = total["median"] / direct["total"]["median"]
                 report[kind][name] = {"ttfb": ttfb, "total": total, "ttfb_added_ms": added, "total_ratio": ratio}
-                print(f"{name:14} {ttfb['median']:8.2f} [{ttfb['p10']:6.2f}-{ttfb['p90']:6.2f}] {total['median']:9.2f} [{total['p10']:7.2f}-{total['p90']:7.2f}] {added:+10.2f} {ratio:11.3f}")
+                print(f"{name:26} {ttfb['median']:8.2f} [{ttfb['p10']:6.2f}-{ttfb['p90']:6.2f}] {total['median']:9.2f} [{total['p10']:7.2f}-{total['p90']:7.2f}] {added:+10.2f} {ratio:11.3f}")
     report["command"] = f"python bench/overhead.py --rounds {args.rounds} --interval {args.interval}"
     write_result("overhead", report)
     return 0

@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--rules", metavar="PATH", help="rules file (default: the embedded default rules)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=9090, help="port to listen on (default: 9090; 0 picks a free one)")
-    serve.add_argument("--upstream", metavar="URL", help="URL of the default upstream, overriding the rules file")
+    serve.add_argument("--upstream", metavar="URL", help="URL of the default upstream, overriding the rules file (comma-separated URLs: a pool)")
     serve.add_argument("--model", metavar="NAME", help="model name the default upstream serves (requests are rewritten to it)")
     serve.add_argument("--max-body", metavar="SIZE", help="largest request body, e.g. 64MiB (overrides limits.max_body)")
     serve.add_argument("--insecure", action="store_true", help="allow listening on a non-loopback address")

@@ -141,3 +141,36 @@ async def test_refused_garbage_and_silence_raise_what_the_proxy_maps(unused_tcp_
     quiet.close()
     await quiet.wait_closed()
     client.close()
+
+
+async def test_an_https_upstream_is_verified_and_spoken_to(aiohttp_server, tmp_path, monkeypatch):
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(text=f"secure {request.secure}")
+
+    app = web.Application()
+    app.router.add_get("/", answer)
+    running = await aiohttp_server(app, ssl=context)
+    base = f"https://127.0.0.1:{running.port}"
+    with pytest.raises(ConnectFailed, match="CERTIFICATE_VERIFY_FAILED"):  # not trusted yet: nothing is sent
+        await Http1Client().request("GET", base, "/", [], b"", 5, 5)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # what a user does for a private CA
+    client = Http1Client()
+    response = await client.request("GET", base, "/", [], b"", 5, 5)
+    assert response.status == 200 and await read_all(response) == b"secure True"
+    response.release()
+    client.close()

@@ -94,6 +94,9 @@ class _Connection(asyncio.Protocol):
         self.received = True
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail("answered with a protocol upgrade, which a forwarded API request cannot use")
+            self.close()
         except httptools.HttpParserError as exc:
             self._fail(f"sent something that is not an HTTP response ({exc})")
             self.close()
@@ -184,6 +187,10 @@ class Response:
         self.status: int = connection.parser.get_status_code()
         self.reason = connection.reason
         self.headers = CIMultiDict((k.decode("latin-1"), v.decode("latin-1")) for k, v in connection.raw_headers)
+
+    def has_body_ready(self) -> bool:
+        """True when body bytes (or the body's end) arrived with the headers."""
+        return bool(self._connection.chunks) or self._connection.complete
 
     async def read_chunk(self) -> bytes:
         """The next piece of the body as it arrived (de-chunked), b"" at its end. Raises

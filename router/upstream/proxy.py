@@ -245,7 +245,9 @@ async def _proxy(ex: Exchange, upstream: Upstream, server: Server, client: Http1
             complete = True
             return ex.response
         if ex.response is None:
-            ex.response = web.StreamResponse(status=up.status, reason=up.reason, headers=_response_headers(up.headers))
+            # when the first piece of the answer came with the headers, both leave in one write
+            kind = _HeadersWithFirstChunk if up.has_body_ready() else web.StreamResponse
+            ex.response = kind(status=up.status, reason=up.reason, headers=_response_headers(up.headers))
         await ex.response.prepare(ex.request)  # also completes keep-alive headers a cancelled pinger began
         chunk = head or await next_chunk()
         while chunk:
@@ -261,6 +263,14 @@ async def _proxy(ex: Exchange, upstream: Upstream, server: Server, client: Http1
             up.release()
         else:
             up.close()  # closes the upstream connection: the server sees the request cancelled
+
+
+class _HeadersWithFirstChunk(web.StreamResponse):
+    """A streamed response whose headers go out with its first chunk (one write, so the client
+    wakes once). Used only when that chunk is already here: a stream whose upstream sent headers
+    and then goes quiet still gets its headers at once."""
+
+    _send_headers_immediately = False  # aiohttp's switch (web.Response sets it too); older aiohttp ignores it
 
 
 def _count_error(upstream: Upstream, server: Server) -> None:
