@@ -116,13 +116,16 @@ async def _wait_for_slot(ex: Exchange, ticket: Ticket, upstream: Upstream, deadl
     )
 
 
-async def _keep_alive_until(ex: Exchange, waited_on: asyncio.Future[Any], keepalive: float, deadline: float = float("inf")) -> bool:
+async def _keep_alive_until(
+    ex: Exchange, waited_on: asyncio.Future[Any], keepalive: float, deadline: float = float("inf"), first_ping: float | None = None
+) -> bool:
     """Wait for WAITED_ON until DEADLINE (loop time); True if it finished. Meanwhile a streaming
-    request gets its response headers and an SSE ping every KEEPALIVE seconds, so clients that give
-    up on silent connections keep waiting, whether for a slot or for a slow prompt's first token."""
+    request gets its response headers and an SSE ping every KEEPALIVE seconds (the first after
+    FIRST_PING seconds, default KEEPALIVE), so clients that give up on silent connections keep
+    waiting, whether for a slot or for a slow prompt's first token."""
     loop = asyncio.get_running_loop()
     ping = ex.protocol.sse_keepalive_event() if ex.view.stream and keepalive > 0 else None
-    next_ping = loop.time() + keepalive if ping else float("inf")
+    next_ping = loop.time() + (keepalive if first_ping is None else first_ping) if ping else float("inf")
     while not waited_on.done():
         now = loop.time()
         if now >= deadline:
@@ -148,13 +151,24 @@ async def _request(ex: Exchange, config: UpstreamConfig, client: Http1Client, se
     if not (ex.view.stream and config.keepalive > 0):
         return await sending
     # The pings run beside the request rather than around it: this coroutine resumes the moment the
-    # headers arrive, before the connection can be seen dropping, so no early bytes are lost.
-    pinger = asyncio.ensure_future(_keep_alive_until(ex, asyncio.get_running_loop().create_future(), config.keepalive))
-    pinger.add_done_callback(lambda task: task.cancelled() or task.exception())  # a client gone mid-ping is the handler's business
+    # headers arrive, before the connection can be seen dropping, so no early bytes are lost. They
+    # start only once `keepalive` has passed without headers: most answers begin sooner, and a task
+    # per request would cost every stream time on the hot path.
+    loop = asyncio.get_running_loop()
+    pinger: asyncio.Future[bool] | None = None
+
+    def start_pinging() -> None:
+        nonlocal pinger
+        pinger = asyncio.ensure_future(_keep_alive_until(ex, loop.create_future(), config.keepalive, first_ping=0))
+        pinger.add_done_callback(lambda task: task.cancelled() or task.exception())  # a client gone mid-ping is the handler's business
+
+    timer = loop.call_later(config.keepalive, start_pinging)
     try:
         return await sending
     finally:
-        pinger.cancel()
+        timer.cancel()
+        if pinger is not None:
+            pinger.cancel()
 
 
 def _request_headers(ex: Exchange, config: UpstreamConfig) -> list[tuple[str, str]]:
