@@ -73,8 +73,8 @@ class Health:
 
     async def close(self) -> None:
         """Stop probing and wait for the probe to end."""
+        self.stop()
         if self._probe is not None:
-            self._probe.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._probe
 

@@ -106,12 +106,6 @@ class _Connection(asyncio.Protocol):
         if not self.complete:
             self._fail(f"closed the connection ({exc or 'end of stream'})")
 
-    def pause_writing(self) -> None:  # request bodies are written whole; the transport buffers them
-        pass
-
-    def resume_writing(self) -> None:
-        pass
-
     # httptools callbacks
     def on_status(self, status: bytes) -> None:
         self.reason += status.decode("latin-1")

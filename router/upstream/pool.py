@@ -113,7 +113,7 @@ class Upstream:
         """Adopt CONFIG; servers whose URL stays keep their health and in-flight counts."""
         current = {server.url: server for server in self.servers}
         servers = self._servers(config, current)
-        for url, server in current.items():
+        for server in current.values():
             if server not in servers:
                 server.health.stop()
         self.config = config
@@ -128,26 +128,25 @@ class Upstream:
             servers.append(server)
         return servers
 
-    def preferred(self, ex: Exchange) -> Server | None:
-        """In a pool, the server that last served this prompt prefix (its cache holds it)."""
+    def prefix_key(self, ex: Exchange) -> int | None:
+        """In a pool, what identifies the request's prompt prefix cheaply (the model and the start
+        of the system prompt); None for a single server, which has nothing to choose."""
         if len(self.servers) < 2:
             return None
-        return self._sticky.get(_prefix_key(ex))
+        return hash((ex.view.model, ex.view.system[:4096]))
 
-    def served(self, ex: Exchange, server: Server) -> None:
-        """Remember SERVER for this request's prompt prefix."""
-        if len(self.servers) < 2:
+    def preferred(self, key: int | None) -> Server | None:
+        """The server that last served prompt prefix KEY (its cache holds it)."""
+        return None if key is None else self._sticky.get(key)
+
+    def served(self, key: int | None, server: Server) -> None:
+        """Remember SERVER for prompt prefix KEY."""
+        if key is None:
             return
-        key = _prefix_key(ex)
         self._sticky[key] = server
         self._sticky.move_to_end(key)
         if len(self._sticky) > STICKY_ENTRIES:
             self._sticky.popitem(last=False)
-
-
-def _prefix_key(ex: Exchange) -> int:
-    """What identifies a prompt prefix cheaply: the model and the start of the system prompt."""
-    return hash((ex.view.model, ex.view.system[:4096]))
 
 
 class UpstreamPool:
