@@ -35,6 +35,54 @@ def sse(event: str, data: dict) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 
 
+def claude_code_body(size: int = 50_000, stream: bool = True) -> dict:
+    """A request shaped like a Claude Code turn of about SIZE bytes of JSON: the billing block and
+    instructions as system blocks, tool definitions with JSON schemas, then a conversation of
+    tool calls and file-sized tool results, ending in a user message. Its model is a Claude name
+    and its billing block changes the system prompt, so the default rules rewrite it (model set,
+    block dropped) and the router parses and re-serializes it, as it does for real traffic. Small
+    sizes get fewer and shorter tools (the smallest body is about 2 KB)."""
+    small = size < 20_000
+    tools = [
+        {
+            "name": f"Tool{n}",
+            "description": f"Tool {n}. " + "Use it when the task needs it; report exactly what happened and any error. " * (2 if small else 12),
+            "input_schema": {
+                "$schema": "http://json-schema.org/draft-07/schema#", "type": "object", "additionalProperties": False, "required": ["path"],
+                "properties": {"path": {"type": "string", "description": "absolute path"}, "limit": {"type": "number", "description": "lines to read"},
+                               "flags": {"type": "array", "items": {"type": "string", "enum": ["a", "b", "c"]}}},
+            },
+        }
+        for n in range(max(1, min(16, size // 3200)))
+    ]
+    body = {
+        "model": "claude-sonnet-4-5-20250929",
+        "max_tokens": 32000,
+        "stream": stream,
+        "system": [
+            {"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.331.a1f; cc_entrypoint=cli;"},
+            {"type": "text", "text": "You are Claude Code, Anthropic's official CLI for Claude.", "cache_control": {"type": "ephemeral"}},
+            {"type": "text", "text": "Follow the user's instructions; keep answers short. " * max(2, min(80, size // 650)), "cache_control": {"type": "ephemeral"}},
+        ],
+        "tools": tools,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Read the sources and fix the failing test."}]}],
+        "metadata": {"user_id": '{"device_id":"0f3c","session_id":"d0112e25-4e5c-4420-bd4d-2569c1c5af78"}'},
+        "thinking": {"type": "adaptive"},
+    }
+    line = "    def handle(self, request):  # a line of a file the agent read\n"
+    turn = 0
+    while len(json.dumps(body)) < size - 200:
+        turn += 1
+        call = f"toolu_{turn:04d}"
+        lines = 40 if not small else 4
+        body["messages"] += [
+            {"role": "assistant", "content": [{"type": "tool_use", "id": call, "name": "Tool1", "input": {"path": f"/src/module{turn}.py", "limit": 400}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call, "content": [{"type": "text", "text": line * lines}]}]},
+        ]
+    body["messages"].append({"role": "user", "content": [{"type": "text", "text": "Now run the tests again."}]})
+    return body
+
+
 def upstream_app(events: int, interval: float, prefill: float = 0.0) -> web.Application:
     """An Anthropic-speaking upstream: non-streaming JSON, or EVENTS text deltas INTERVAL apart,
     after PREFILL seconds of (simulated) prompt processing. A last user message that starts with

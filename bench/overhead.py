@@ -4,8 +4,10 @@ two floors (bench/floor_proxies.py): a bare aiohttp proxy and a raw TCP relay.
 
     python bench/overhead.py [--rounds 60]
 
-Requests carry 50 KB bodies; streamed replies have 500 events. Each round sends the same
-request through each path in turn (interleaved, so drift hits all alike) and records time to
+Requests carry 50 KB bodies shaped like a Claude Code turn (bench.common.claude_code_body: tools,
+tool results, the billing block), which the default rules rewrite, so the router parses and
+re-serializes each one as it does real traffic; streamed replies have 500 events. Each round sends the same
+request through each path in turn, in a fresh random order (interleaved, so drift hits all alike) and records time to
 first byte and whole-request time. Prints medians, spread and ratios; writes bench/results/overhead.json.
 """
 
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import random
 import sys
 import time
 from pathlib import Path
@@ -21,17 +25,17 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import free_port, router_process, summary, upstream_process, write_result  # noqa: E402
+from bench.common import claude_code_body, free_port, router_process, summary, upstream_process, write_result  # noqa: E402
 from bench.floor_proxies import floor_process  # noqa: E402
 from bench.naive_proxy import naive_proxy_process  # noqa: E402
 
-BODY_TEXT = "x" * int(__import__("os").environ.get("BENCH_BODY", 50_000))
+JSON = {"Content-Type": "application/json"}
+shuffle = random.Random(6).shuffle  # seeded: the same sequence of orders in every run
 
 
-async def one(session: aiohttp.ClientSession, url: str, stream: bool) -> tuple[float, float]:
-    body = {"model": "local-model", "max_tokens": 1000, "stream": stream, "messages": [{"role": "user", "content": BODY_TEXT}]}
+async def one(session: aiohttp.ClientSession, url: str, body: bytes) -> tuple[float, float]:
     start = time.perf_counter()
-    async with session.post(f"{url}/v1/messages", json=body) as response:
+    async with session.post(f"{url}/v1/messages", data=body, headers=JSON) as response:
         first = None
         async for _ in response.content.iter_any():
             if first is None:
@@ -40,14 +44,18 @@ async def one(session: aiohttp.ClientSession, url: str, stream: bool) -> tuple[f
     return first or 0.0, time.perf_counter() - start
 
 
-async def measure(paths: dict[str, str], rounds: int, stream: bool) -> dict[str, dict[str, list[float]]]:
+async def measure(paths: dict[str, str], rounds: int, body: bytes) -> dict[str, dict[str, list[float]]]:
     results = {name: {"ttfb": [], "total": []} for name in paths}
     async with aiohttp.ClientSession() as session:
         for name, url in paths.items():  # warm-up
-            await one(session, url, stream)
+            await one(session, url, body)
+        order = list(paths.items())
         for _ in range(rounds):
-            for name, url in paths.items():
-                ttfb, total = await one(session, url, stream)
+            # a fresh order each round: a process runs faster right after one that ran the same
+            # code (shared libraries stay in the CPU caches), so a fixed order favours some paths
+            shuffle(order)
+            for name, url in order:
+                ttfb, total = await one(session, url, body)
                 results[name]["ttfb"].append(ttfb)
                 results[name]["total"].append(total)
     return results
@@ -57,6 +65,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--interval", type=float, default=0.001, help="seconds between streamed events (default 1 ms: 1000 tokens/s)")
+    parser.add_argument("--body-bytes", type=int, default=50_000, help="request body size (default 50 KB)")
     args = parser.parse_args()
     up, router, naive, bare, relay = (free_port() for _ in range(5))
     report = {}
@@ -68,9 +77,10 @@ def main() -> int:
         }
         for stream in (True, False):
             kind = "streaming" if stream else "non-streaming"
-            results = asyncio.run(measure(paths, args.rounds, stream))
+            body = json.dumps(claude_code_body(args.body_bytes, stream)).encode()
+            results = asyncio.run(measure(paths, args.rounds, body))
             direct = {k: summary(v) for k, v in results["direct"].items()}
-            print(f"\n{kind}: 50 KB request, 500-event reply, {args.rounds} rounds (ms: median [p10-p90])")
+            print(f"\n{kind}: {len(body):,}-byte request, 500-event reply, {args.rounds} rounds (ms: median [p10-p90])")
             print(f"{'path':26} {'TTFB':>24} {'total':>26} {'TTFB added':>11} {'total ratio':>12}")
             report[kind] = {}
             for name, values in results.items():
@@ -79,7 +89,8 @@ def main() -> int:
                 ratio = total["median"] / direct["total"]["median"]
                 report[kind][name] = {"ttfb": ttfb, "total": total, "ttfb_added_ms": added, "total_ratio": ratio}
                 print(f"{name:26} {ttfb['median']:8.2f} [{ttfb['p10']:6.2f}-{ttfb['p90']:6.2f}] {total['median']:9.2f} [{total['p10']:7.2f}-{total['p90']:7.2f}] {added:+10.2f} {ratio:11.3f}")
-    report["command"] = f"python bench/overhead.py --rounds {args.rounds} --interval {args.interval}"
+    report["body_bytes"] = len(body)
+    report["command"] = f"python bench/overhead.py --rounds {args.rounds} --interval {args.interval}" + (f" --body-bytes {args.body_bytes}" if args.body_bytes != 50_000 else "")
     write_result("overhead", report)
     return 0
 

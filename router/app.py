@@ -12,7 +12,7 @@ from aiohttp import web
 from router import metrics
 from router.config import Overrides, PluginRules, RouterConfig
 from router.errors import RouterError
-from router.exchange import Exchange
+from router.exchange import Exchange, split_target
 from router.log import logger, request_line
 from router.plugins import Plugins, load_plugins
 from router.record import Recorder
@@ -110,7 +110,7 @@ async def status_view(request: web.Request) -> web.Response:
 
 def _denied(request: web.Request, state: RouterState) -> web.Response | None:
     """The 401 answer for the router's own pages when a key is required and missing."""
-    ex = Exchange.from_request(request, state.registry.default_protocol, None)
+    ex = Exchange.from_request(request, *split_target(request), state.registry.default_protocol, None)
     try:
         _check_key(ex, state.config)
     except RouterError as error:
@@ -122,8 +122,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
     """Parse once, pick the first matching rule, run its actions; answer errors in the client's protocol."""
     state = request.app[STATE]
     config, plugins = state.config, state.plugins  # this request finishes under what it started with
-    protocol, kind = state.registry.protocol_for(request.method, request.path)
-    ex = Exchange.from_request(request, protocol, kind)
+    path, query = split_target(request)
+    protocol, kind = state.registry.protocol_for(request.method, path)
+    ex = Exchange.from_request(request, path, query, protocol, kind)
     state.requests += 1
     try:
         try:

@@ -1,16 +1,44 @@
-"""JSON encoding in one place, compact and UTF-8, the way API servers write it."""
+"""JSON in one place: compact UTF-8 the way API servers write it, parsed and written by orjson.
+
+orjson reads a real 100 KB Claude Code request about 3x faster than the standard library and
+writes it back about 25x faster (bench/scale.py); every forwarded turn that a rule rewrites (the
+default rules drop Claude Code's billing block) pays both. Where orjson refuses something a
+client may still send, the standard library takes over, so nothing a client could send before
+is refused now:
+
+- a lone UTF-16 surrogate escape (`"\\ud83d"`, an emoji cut in half by a client truncating a
+  tool result), NaN, Infinity: parsed by `json`; a body holding a lone surrogate is written back
+  by `json` with `\\u` escapes (orjson writes NaN and Infinity as null, JSON's only word for them);
+- invalid JSON: `json`'s error message, which names line and column.
+
+One difference is kept: an integer literal beyond 64 bits becomes a float, the same IEEE double a
+JavaScript client (Claude Code, OpenCode, Gemini CLI) meant by it.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+import orjson
 
-def dumps(value: Any) -> str:
-    """Compact JSON text, non-ASCII kept as is."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+def loads(raw: bytes | str) -> Any:
+    """Parse RAW; raises ValueError (json.JSONDecodeError) with line and column when it is not JSON."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
 
 
 def dumps_bytes(value: Any) -> bytes:
-    """Compact JSON as UTF-8 bytes."""
-    return dumps(value).encode("utf-8")
+    """Compact JSON as UTF-8 bytes, non-ASCII kept as is."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:  # a lone surrogate, or an integer beyond 64 bits parsed by json
+        return json.dumps(value, separators=(",", ":")).encode("ascii")
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON text, non-ASCII kept as is."""
+    return dumps_bytes(value).decode("utf-8")

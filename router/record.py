@@ -6,11 +6,11 @@ Each line: seq, time, method, path, query, headers (secrets redacted), body (the
 
 from __future__ import annotations
 
-import json
 import time
 from typing import IO, Any
 
 from router.exchange import Exchange
+from router.jsonutil import dumps
 from router.log import redact_headers
 
 
@@ -39,7 +39,7 @@ class Recorder:
         elif ex.raw:
             record["body_text"] = ex.raw.decode("utf-8", "replace")
         record["decision"] = {"rule": ex.rule, "action": ex.action, "status": ex.status}
-        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._file.write(dumps(record) + "\n")
 
     def close(self) -> None:
         """Close the file."""

@@ -89,3 +89,29 @@ async def test_fold_without_a_user_turn_moves_text_to_system(make_router, upstre
     assert (await client.post("/v1/messages", json=body)).status == 200
     assert upstream.seen[0].body["system"] == "base\nenv"
     assert upstream.seen[0].body["messages"] == [{"role": "assistant", "content": "hi"}]
+
+
+async def test_rewrite_keeps_what_orjson_refuses(make_router, upstream, http):
+    """A lone surrogate escape (an emoji cut in half by a client truncating a tool result), NaN and
+    an integer beyond 64 bits still parse; the rewritten body is valid JSON with the text intact."""
+    client = await http(await make_router(REWRITE))
+    raw = (
+        b'{"model": "claude-opus-4-7", "max_tokens": 9, "temperature": NaN, "metadata": {"n": 123456789012345678901234567890},'
+        b' "messages": [{"role": "user", "content": "cut emoji \\ud83d here"}]}'
+    )
+    response = await client.post("/v1/messages", data=raw, headers={"Content-Type": "application/json"})
+    assert response.status == 200, await response.text()
+    forwarded = upstream.seen[0].raw
+    assert b"\\ud83d" in forwarded, "the lone surrogate goes out escaped, as it came"
+    body = json.loads(forwarded)
+    assert body["model"] == "local-model" and body["max_tokens"] == 9
+    assert body["messages"][-1]["content"] == "cut emoji \ud83d here"
+    assert body["metadata"]["n"] == 123456789012345678901234567890
+
+
+async def test_invalid_json_is_a_400_naming_line_and_column(make_router, http):
+    client = await http(await make_router(REWRITE))
+    response = await client.post("/v1/messages", data=b'{"model": "m",\n "messages": [}', headers={"Content-Type": "application/json"})
+    assert response.status == 400
+    message = (await response.json())["error"]["message"]
+    assert "not valid JSON" in message and "line 2 column" in message, message

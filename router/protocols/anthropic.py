@@ -45,6 +45,13 @@ def content_text(content: Any) -> str:
     return ""
 
 
+def _bad_message(index: int, message: Any) -> None:
+    """Raise the BadRequest that names what is wrong with message INDEX."""
+    expect(message, dict, f"messages.{index}", "an object with role and content")
+    expect(message.get("role"), str, f"messages.{index}.role", "a string")
+    expect(message.get("content"), (str, list), f"messages.{index}.content", "a string or an array of content blocks")
+
+
 def _sse(event: str, data: dict[str, Any]) -> str:
     return f"event: {event}\ndata: {dumps(data)}\n\n"
 
@@ -71,11 +78,11 @@ class AnthropicMessages(Protocol):
         expect(messages, list, "messages", "an array of messages")
         system_parts = [self._system_text(body.get("system"))]
         last_user = None
-        for index, message in enumerate(messages):
-            expect(message, dict, f"messages.{index}", "an object with role and content")
-            role, content = message.get("role"), message.get("content")
-            expect(role, str, f"messages.{index}.role", "a string")
-            expect(content, (str, list), f"messages.{index}.content", "a string or an array of content blocks")
+        for message in messages:
+            # checked inline, the error text made only for a bad message: this loop runs over every
+            # message of every request
+            if not isinstance(message, dict) or not isinstance(role := message.get("role"), str) or not isinstance(content := message.get("content"), (str, list)):
+                _bad_message(messages.index(message), message)
             if role == "system":
                 system_parts.append(content_text(content))
             elif role == "user":
@@ -90,10 +97,10 @@ class AnthropicMessages(Protocol):
         expect(stream, bool, "stream", "a boolean")
         tools = body.get("tools") or []
         expect(tools, list, "tools", "an array of tools")
-        names = []
-        for index, tool in enumerate(tools):
-            expect(tool, dict, f"tools.{index}", "an object")
-            names.append(str(tool.get("name", "")))
+        if not all(isinstance(tool, dict) for tool in tools):
+            index = next(i for i, tool in enumerate(tools) if not isinstance(tool, dict))
+            expect(tools[index], dict, f"tools.{index}", "an object")
+        names = [str(tool.get("name", "")) for tool in tools]
         view = RequestView(
             model=body["model"],
             system="\n".join(part for part in system_parts if part),
