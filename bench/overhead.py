@@ -1,8 +1,9 @@
 """Forwarding overhead, side by side in one run: direct to the upstream vs through ghost-router vs
 through a naive buffering proxy like the article's (threaded, polling every 50 ms), and beside
-two floors (bench/floor_proxies.py): a bare aiohttp proxy and a raw TCP relay.
+three floors (bench/floor_proxies.py): a bare aiohttp proxy, the same aiohttp server with
+ghost-router's forwarding client and none of its logic, and a raw TCP relay.
 
-    python bench/overhead.py [--rounds 60]
+    python bench/overhead.py [--rounds 100]
 
 Requests carry 50 KB bodies shaped like a Claude Code turn (bench.common.claude_code_body: tools,
 tool results, the billing block), which the default rules rewrite, so the router parses and
@@ -63,17 +64,18 @@ async def measure(paths: dict[str, str], rounds: int, body: bytes) -> dict[str, 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=60)
+    parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--interval", type=float, default=0.001, help="seconds between streamed events (default 1 ms: 1000 tokens/s)")
     parser.add_argument("--body-bytes", type=int, default=50_000, help="request body size (default 50 KB)")
     args = parser.parse_args()
-    up, router, naive, bare, relay = (free_port() for _ in range(5))
+    up, router, naive, bare, lean, relay = (free_port() for _ in range(6))
     report = {}
     with upstream_process(up, 500, args.interval), router_process(router, up), naive_proxy_process(naive, up), \
-            floor_process("bare_aiohttp", bare, up), floor_process("tcp_relay", relay, up):
+            floor_process("bare_aiohttp", bare, up), floor_process("aiohttp_lean_client", lean, up), floor_process("tcp_relay", relay, up):
         paths = {
             "direct": f"http://127.0.0.1:{up}", "ghost-router": f"http://127.0.0.1:{router}", "naive proxy": f"http://127.0.0.1:{naive}",
-            "floor: bare aiohttp proxy": f"http://127.0.0.1:{bare}", "floor: tcp relay": f"http://127.0.0.1:{relay}",
+            "floor: bare aiohttp proxy": f"http://127.0.0.1:{bare}", "floor: aiohttp + lean client": f"http://127.0.0.1:{lean}",
+            "floor: tcp relay": f"http://127.0.0.1:{relay}",
         }
         for stream in (True, False):
             kind = "streaming" if stream else "non-streaming"

@@ -73,7 +73,7 @@ def main() -> int:
         "",
     ]
     if overhead:
-        lines += ["## Forwarding overhead", "", f"`{overhead['command']}`: 50 KB request bodies, 500-event streamed replies (1 ms apart), the same request through each path in turn.", ""]
+        lines += ["## Forwarding overhead", "", f"`{overhead['command']}`: {overhead.get('body_bytes', 50_000):,}-byte request bodies, 500-event streamed replies (1 ms apart), the same request through each path in a fresh random order each round.", ""]
         lines += ["| reply | path | time to first byte, ms: median [p10-p90] | whole request, ms | first byte added | whole-request ratio |", "| --- | --- | --- | --- | --- | --- |"]
         for kind, paths in overhead.items():
             if not isinstance(paths, dict):  # command, body_bytes
@@ -82,15 +82,28 @@ def main() -> int:
                 lines.append(f"| {kind} | {name} | {r['ttfb']['median']:.2f} [{r['ttfb']['p10']:.2f}-{r['ttfb']['p90']:.2f}] | {r['total']['median']:.1f} [{r['total']['p10']:.1f}-{r['total']['p90']:.1f}] | {r['ttfb_added_ms']:+.2f} ms | {r['total_ratio']:.3f} |")
         lines += [
             "",
-            "Where the added time goes, and what was done about it: the two floors above are a bare aiohttp",
-            "proxy (server and client, no rules, no queue, no log) and a raw TCP relay (one more process on",
-            "the path, no HTTP). Forwarding uses its own keep-alive HTTP/1.1 client on llhttp",
-            "(`router/upstream/http1.py`, about 0.15 ms of CPU less per request than aiohttp's), an",
-            "answer's headers leave in one write with the first chunk that came with them (a separate",
-            "header write woke the client twice, about 0.4 ms on 2 cores), and the request is parsed once,",
-            "with only the last user message's text extracted for matching. What is left is mostly",
-            "aiohttp's server side, which a bare aiohttp proxy pays too; on this shared 2-core machine the",
-            "medians move by about 0.15 ms from one run to the next.",
+            "The request is shaped like a Claude Code turn (`bench.common.claude_code_body`: tool definitions,",
+            "tool calls and file-sized results, the billing block, a Claude model name), so the default rules",
+            "rewrite it: ghost-router parses it, drops the billing block, sets the model and writes it back, as",
+            "it does for real traffic. The three floors: a bare aiohttp proxy (aiohttp's server and client, no",
+            "rules, no queue, no log), the same aiohttp server with ghost-router's own forwarding client and",
+            "response writing but none of its logic, and a raw TCP relay (one more process on the path, no",
+            "HTTP). What was done: forwarding uses a keep-alive HTTP/1.1 client on llhttp",
+            "(`router/upstream/http1.py`); an answer's headers leave in one write with the first chunk that",
+            "came with them (a separate header write woke the client twice); JSON goes through orjson (the",
+            "standard library took 0.42 ms to parse and 0.58 ms to write back a real 98 KB Claude Code",
+            "request here, orjson 0.11 and 0.03 ms); the view checks messages without formatting an error",
+            "per message. Where the rest goes: the lean floor is what aiohttp's server and the forwarding",
+            "client cost on this machine (about 0.6 ms, much of it before the handler even runs); what",
+            "ghost-router adds above that floor is its own work, measured by taking one stage out at a time",
+            "(streaming, 80 rounds): about 0.19 ms to parse the body, build the view and write the rewritten",
+            "body back, 0.16 ms of queue and forwarding bookkeeping, 0.12 ms for the plugin hooks, the",
+            "rules and the rewrite. A request that arrives after the router sat idle costs about three times",
+            "what the same request costs back to back (traced per step with timestamps): the CPU caches no",
+            "longer hold the interpreter's, aiohttp's and the router's code. Paths run in a fresh random",
+            "order each round: a process runs",
+            "faster right after another one ran the same code, and a fixed order favoured some paths by up",
+            "to 0.15 ms. On this shared 2-core machine the medians move by 0.1-0.2 ms from one run to the next.",
             "",
         ]
     if ghosts:
