@@ -78,11 +78,11 @@ class AnthropicMessages(Protocol):
         expect(messages, list, "messages", "an array of messages")
         system_parts = [self._system_text(body.get("system"))]
         last_user = None
-        for message in messages:
+        for index, message in enumerate(messages):
             # checked inline, the error text made only for a bad message: this loop runs over every
             # message of every request
             if not isinstance(message, dict) or not isinstance(role := message.get("role"), str) or not isinstance(content := message.get("content"), (str, list)):
-                _bad_message(messages.index(message), message)
+                _bad_message(index, message)
             if role == "system":
                 system_parts.append(content_text(content))
             elif role == "user":
@@ -97,9 +97,9 @@ class AnthropicMessages(Protocol):
         expect(stream, bool, "stream", "a boolean")
         tools = body.get("tools") or []
         expect(tools, list, "tools", "an array of tools")
-        if not all(isinstance(tool, dict) for tool in tools):
-            index = next(i for i, tool in enumerate(tools) if not isinstance(tool, dict))
-            expect(tools[index], dict, f"tools.{index}", "an object")
+        for index, tool in enumerate(tools):
+            if not isinstance(tool, dict):
+                expect(tool, dict, f"tools.{index}", "an object")
         names = [str(tool.get("name", "")) for tool in tools]
         view = RequestView(
             model=body["model"],
