@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from router.exchange import Exchange
+from router.lazybody import LazyBody
 
 
 @dataclass(frozen=True)
@@ -19,8 +20,8 @@ class BodyEdits:
 
     def apply(self, ex: Exchange) -> None:
         """Edit EX's body in place; a model already chosen by a rule's rewrite is kept."""
-        body, protocol = ex.body, ex.protocol
-        if not isinstance(body, dict):
+        body, protocol = ex.fields, ex.protocol  # a LazyBody decodes only the fields edited
+        if not isinstance(body, (dict, LazyBody)):
             return
         set_model = self.model is not None and not ex.model_rewritten
         changed = [

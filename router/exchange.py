@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from router.errors import BadRequest
-
 from router.jsonutil import dumps_bytes, loads
+from router.lazybody import LazyBody
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -61,7 +61,8 @@ class Exchange:
     request: web.Request | None = None  # None when a rule table is evaluated offline (explain, replay)
     target: str = ""
     raw: bytes = b""
-    body: Any = None
+    _body: Any = field(default=None, repr=False)  # the parsed body, once something needs all of it
+    _lazy: LazyBody | None = field(default=None, repr=False)  # its top-level fields, decoded on use
     view: RequestView = field(default_factory=RequestView)
     client: str = ""
     id: str = field(default_factory=lambda: f"{next(_ids):06d}")
@@ -90,16 +91,40 @@ class Exchange:
         return exchange
 
     def parse(self) -> None:
-        """Parse the raw body once, for protocol requests; raise BadRequest on malformed input."""
+        """Parse the raw body once, for protocol requests; raise BadRequest on malformed input.
+        A protocol that reads bodies field by field (`lazy_body`) gets a LazyBody when the body
+        is a well-formed object: only what it reads is decoded."""
         if self.kind is None:
             return
         if not self.raw:
             raise BadRequest("request body is empty; expected a JSON object")
-        try:
-            self.body = loads(self.raw)
-        except ValueError as exc:
-            raise BadRequest(f"request body is not valid JSON: {exc}") from None
-        self.view, self.client = self.protocol.parse(self.kind, self.body, self.headers)
+        self._body = self._lazy = None
+        if self.protocol.lazy_body:
+            self._lazy = LazyBody.split(self.raw)
+        if self._lazy is None:
+            try:
+                self._body = loads(self.raw)
+            except ValueError as exc:
+                raise BadRequest(f"request body is not valid JSON: {exc}") from None
+        self.view, self.client = self.protocol.parse(self.kind, self.fields, self.headers)
+
+    @property
+    def body(self) -> Any:
+        """The parsed JSON body as plain Python objects (None before parsing or without a body).
+        Edit it in place, or assign a new one, and set `body_changed`."""
+        if self._lazy is not None:  # someone needs all of it: decode the rest, edits included
+            self._body, self._lazy = self._lazy.to_dict(), None
+        return self._body
+
+    @body.setter
+    def body(self, value: Any) -> None:
+        self._body, self._lazy = value, None
+
+    @property
+    def fields(self) -> Any:
+        """The body for reading a few top-level fields: a LazyBody (which decodes only the fields
+        read) until something needed the whole `body`, then that body. Edits made here are kept."""
+        return self._lazy if self._lazy is not None else self._body
 
     @property
     def path_qs(self) -> str:
@@ -110,9 +135,11 @@ class Exchange:
 
     def body_bytes(self) -> bytes:
         """The body to send upstream: the untouched bytes unless a rewrite changed it."""
-        if self.body_changed and self.body is not None:
-            return dumps_bytes(self.body)
-        return self.raw
+        if not self.body_changed:
+            return self.raw
+        if self._lazy is not None:
+            return self._lazy.encode()
+        return self.raw if self._body is None else dumps_bytes(self._body)
 
     def elapsed_ms(self) -> float:
         """Milliseconds since the request arrived."""

@@ -5,12 +5,14 @@ from __future__ import annotations
 import secrets
 from typing import Any, ClassVar
 
+import msgspec
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
 from router.errors import BadRequest, RouterError
 from router.exchange import Exchange, RequestView
 from router.jsonutil import dumps
+from router.lazybody import LazyBody
 from router.protocols.base import Protocol, Reply, client_from_user_agent, expect, send_event_stream
 from router.tokens import estimate_tokens, quick_estimate
 
@@ -40,9 +42,84 @@ def content_text(content: Any) -> str:
         return content
     if isinstance(content, list):
         return "\n".join(
-            block.get("text", "") for block in content if isinstance(block, dict) and block.get("type") == "text"
+            block["text"] for block in content if isinstance(block, dict) and block.get("type") == "text" and isinstance(block.get("text"), str)
         )
     return ""
+
+
+class _MessageOutline(msgspec.Struct):
+    """What the view reads of a message: its role, and its content as text or undecoded blocks."""
+
+    role: str
+    content: str | list[msgspec.Raw]
+
+
+class _BlockOutline(msgspec.Struct):
+    """What the view reads of a content block (a tool result's content is skimmed, not decoded)."""
+
+    type: Any = None
+    text: Any = ""
+
+
+class _ToolOutline(msgspec.Struct):
+    """What the view reads of a tool: its name (the schema is skimmed, not decoded)."""
+
+    name: Any = ""
+
+
+_MESSAGE_OUTLINES = msgspec.json.Decoder(list[_MessageOutline])
+_BLOCK_OUTLINE = msgspec.json.Decoder(_BlockOutline)
+_TOOL_OUTLINES = msgspec.json.Decoder(list[_ToolOutline] | None)
+
+
+def _roles_and_contents(body: Any) -> list[tuple[str, Any]]:
+    """Each message's role and content, checked; from a LazyBody the content of a block list
+    stays undecoded (`_text_of` reads it). A message the outline refuses is found by the full check."""
+    if isinstance(body, LazyBody) and not body.decoded("messages"):
+        try:
+            return [(message.role, message.content) for message in body.outline("messages", _MESSAGE_OUTLINES)]
+        except msgspec.ValidationError:
+            pass  # decoded below, where the check names the bad message
+    messages = body["messages"]
+    expect(messages, list, "messages", "an array of messages")
+    pairs = []
+    for index, message in enumerate(messages):
+        # checked inline, the error text made only for a bad message: this loop runs over every
+        # message of every request that is not outlined
+        if not isinstance(message, dict) or not isinstance(role := message.get("role"), str) or not isinstance(content := message.get("content"), (str, list)):
+            _bad_message(index, message)
+        pairs.append((role, content))
+    return pairs
+
+
+def _text_of(content: Any) -> str:
+    """content_text of a decoded content, or of an outlined one (a list of undecoded blocks)."""
+    if not (isinstance(content, list) and content and isinstance(content[0], msgspec.Raw)):
+        return content_text(content)
+    texts = []
+    for piece in content:
+        try:
+            block = _BLOCK_OUTLINE.decode(piece)
+        except msgspec.ValidationError:
+            continue  # not an object: no text, as in content_text
+        if block.type == "text" and isinstance(block.text, str):
+            texts.append(block.text)
+    return "\n".join(texts)
+
+
+def _tool_names(body: Any) -> tuple[str, ...]:
+    """The declared tools' names, checked; from a LazyBody the schemas are skimmed, not decoded."""
+    if isinstance(body, LazyBody) and "tools" in body and not body.decoded("tools"):
+        try:
+            return tuple(str(tool.name) for tool in body.outline("tools", _TOOL_OUTLINES) or ())
+        except msgspec.ValidationError:
+            pass  # decoded below, where the check names the bad tool
+    tools = body.get("tools") or []
+    expect(tools, list, "tools", "an array of tools")
+    for index, tool in enumerate(tools):
+        if not isinstance(tool, dict):
+            expect(tool, dict, f"tools.{index}", "an object")
+    return tuple(str(tool.get("name", "")) for tool in tools)
 
 
 def _bad_message(index: int, message: Any) -> None:
@@ -60,6 +137,7 @@ class AnthropicMessages(Protocol):
     """Adapter for Anthropic's Messages API, streaming and not, plus token counting."""
 
     name: ClassVar[str] = "anthropic"
+    lazy_body: ClassVar[bool] = True
     stop_reasons: ClassVar[tuple[str, ...]] = ("end_turn", "max_tokens", "stop_sequence", "refusal")
 
     def kind_of(self, method: str, path: str) -> str | None:
@@ -67,27 +145,22 @@ class AnthropicMessages(Protocol):
         return _PATHS.get(path.rstrip("/")) if method == "POST" else None
 
     def parse(self, kind: str, body: Any, headers: CIMultiDictProxy[str]) -> tuple[RequestView, str]:
-        """Check the fields the router reads and build the matcher view."""
-        expect(body, dict, "body", "a JSON object")
+        """Check the fields the router reads and build the matcher view. From a LazyBody, messages
+        and tools are only outlined (roles, the last user text, tool names), not decoded."""
+        expect(body, (dict, LazyBody), "body", "a JSON object")
         if "model" not in body:
             raise BadRequest("model: field required")
         expect(body["model"], str, "model", "a string")
         if "messages" not in body:
             raise BadRequest("messages: field required")
-        messages = body["messages"]
-        expect(messages, list, "messages", "an array of messages")
         system_parts = [self._system_text(body.get("system"))]
         last_user = None
-        for index, message in enumerate(messages):
-            # checked inline, the error text made only for a bad message: this loop runs over every
-            # message of every request
-            if not isinstance(message, dict) or not isinstance(role := message.get("role"), str) or not isinstance(content := message.get("content"), (str, list)):
-                _bad_message(index, message)
+        for role, content in _roles_and_contents(body):
             if role == "system":
-                system_parts.append(content_text(content))
+                system_parts.append(_text_of(content))
             elif role == "user":
                 last_user = content
-        user = content_text(last_user) if last_user is not None else ""  # only the last one is matched on
+        user = _text_of(last_user) if last_user is not None else ""  # only the last one is matched on
         max_tokens = body.get("max_tokens")
         if kind == "messages":
             if max_tokens is None:
@@ -95,17 +168,11 @@ class AnthropicMessages(Protocol):
             expect(max_tokens, int, "max_tokens", "an integer")
         stream = body.get("stream", False)
         expect(stream, bool, "stream", "a boolean")
-        tools = body.get("tools") or []
-        expect(tools, list, "tools", "an array of tools")
-        for index, tool in enumerate(tools):
-            if not isinstance(tool, dict):
-                expect(tool, dict, f"tools.{index}", "an object")
-        names = [str(tool.get("name", "")) for tool in tools]
         view = RequestView(
             model=body["model"],
             system="\n".join(part for part in system_parts if part),
             user=user,
-            tool_names=tuple(names),
+            tool_names=_tool_names(body),
             stream=stream,
             max_tokens=max_tokens if isinstance(max_tokens, int) else None,
         )
@@ -147,13 +214,13 @@ class AnthropicMessages(Protocol):
 
     def wants_json(self, ex: Exchange) -> bool:
         """True when output_config.format (or the older output_format) asks for a JSON schema."""
-        body = ex.body or {}
+        body = ex.fields or {}  # only these fields are decoded
         fmt = (body.get("output_config") or {}).get("format") or body.get("output_format") or {}
         return isinstance(fmt, dict) and fmt.get("type") == "json_schema"
 
     def output_schema(self, ex: Exchange) -> dict[str, Any] | None:
         """output_config.format.schema (or output_format.schema)."""
-        body = ex.body or {}
+        body = ex.fields or {}  # only these fields are decoded
         fmt = (body.get("output_config") or {}).get("format") or body.get("output_format") or {}
         return fmt.get("schema") if isinstance(fmt, dict) and isinstance(fmt.get("schema"), dict) else None
 

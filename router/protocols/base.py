@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from router.lazybody import LazyBody
+
 if TYPE_CHECKING:
     from aiohttp import web
     from multidict import CIMultiDictProxy
@@ -69,13 +71,17 @@ class Protocol:
     name: ClassVar[str] = "base"
     #: the stop reasons a fake may use, first is the default
     stop_reasons: ClassVar[tuple[str, ...]] = ("end_turn",)
+    #: True: `parse` and the edits below get a router.lazybody.LazyBody (a mapping that decodes a
+    #: top-level field when it is read) instead of a dict, when the body is a well-formed object
+    lazy_body: ClassVar[bool] = False
 
     def kind_of(self, method: str, path: str) -> str | None:
         """The request kind this adapter handles at METHOD PATH ("messages", ...), or None."""
         return None
 
     def parse(self, kind: str, body: Any, headers: CIMultiDictProxy[str]) -> tuple[RequestView, str]:
-        """Validate the JSON body and return the matcher view plus the client name; raise BadRequest."""
+        """Validate the JSON body (parsed, or a LazyBody, see `lazy_body`) and return the matcher
+        view plus the client name; raise BadRequest."""
         raise NotImplementedError
 
     def error_response(self, error: RouterError, request_id: str) -> web.Response:
@@ -115,7 +121,8 @@ class Protocol:
         """All the text of the request that the model would see, for token estimates."""
         raise NotImplementedError
 
-    # Request edits used by the rewrite action. Each returns True when it changed the body.
+    # Request edits used by the rewrite action. Each returns True when it changed the body, which
+    # is a dict, or a LazyBody for a `lazy_body` protocol (read and set its fields as a dict's).
 
     def set_model(self, body: dict[str, Any], model: str) -> bool:
         """Replace the model name."""
@@ -142,16 +149,26 @@ class Protocol:
 
 
 def _drop_path(node: Any, parts: list[str]) -> bool:
-    """Delete the field at PARTS under NODE; True if anything was deleted."""
+    """Delete the field at PARTS under NODE; True if anything was deleted. A LazyBody's field
+    changed inside is assigned back, so that it is written out."""
     head, rest = parts[0], parts[1:]
     if head == "*":
-        children = node if isinstance(node, list) else list(node.values()) if isinstance(node, dict) else []
         if not rest:
             return False
+        if isinstance(node, LazyBody):
+            return any([_drop_inside(node, key, rest) for key in list(node)])
+        children = node if isinstance(node, list) else list(node.values()) if isinstance(node, dict) else []
         return any([_drop_path(child, rest) for child in children])
-    if not isinstance(node, dict) or head not in node:
+    if not isinstance(node, (dict, LazyBody)) or head not in node:
         return False
     if not rest:
         del node[head]
         return True
-    return _drop_path(node[head], rest)
+    return _drop_inside(node, head, rest)
+
+
+def _drop_inside(node: Any, key: str, rest: list[str]) -> bool:
+    changed = _drop_path(node[key], rest)
+    if changed and isinstance(node, LazyBody):
+        node[key] = node[key]
+    return changed
