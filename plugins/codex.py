@@ -20,6 +20,7 @@ from router.errors import BadRequest, RouterError
 from router.exchange import Exchange, RequestView
 from router.hookspecs import hookimpl
 from router.jsonutil import dumps
+from router.lazybody import LazyBody
 from router.protocols.base import Protocol, Reply, client_from_user_agent, send_event_stream
 from router.registry import MatcherSpec, Test
 from router.rules.globs import compile_glob
@@ -173,8 +174,10 @@ def codex_turn(value: dict[str, str]) -> Test:
 
     def test(ex: Exchange) -> bool:
         raw = ex.headers.get(METADATA_HEADER)
-        if raw is None and isinstance(ex.body, dict):
-            raw = (ex.body.get("client_metadata") or {}).get(METADATA_HEADER)
+        fields = ex.fields  # not ex.body: this runs for every request, and must not decode whole bodies
+        if raw is None and isinstance(fields, (dict, LazyBody)):
+            metadata = fields.get("client_metadata")
+            raw = metadata.get(METADATA_HEADER) if isinstance(metadata, dict) else None
         try:
             metadata = json.loads(raw) if raw else {}
         except ValueError:

@@ -123,7 +123,8 @@ class Exchange:
     @property
     def fields(self) -> Any:
         """The body for reading a few top-level fields: a LazyBody (which decodes only the fields
-        read) until something needed the whole `body`, then that body. Edits made here are kept."""
+        read) until something needed the whole `body`, then that body. A field changed here must
+        be assigned back (`fields[key] = value`) to be written out."""
         return self._lazy if self._lazy is not None else self._body
 
     @property

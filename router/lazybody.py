@@ -21,17 +21,22 @@ without the router. Clients that encode JSON from JavaScript strings cannot send
 
 from __future__ import annotations
 
-from typing import Any, Iterator, MutableMapping
+from collections.abc import ItemsView, Iterator, KeysView, MutableMapping, ValuesView
+from typing import Any
 
 import msgspec
 
 from router.jsonutil import dumps_bytes, loads
 
 _TOP_LEVEL = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_VALUE = msgspec.json.Decoder()
 
 
-class LazyBody(MutableMapping[str, Any]):
-    """A JSON object body: mapping access decodes a field on first use; `encode` writes it back."""
+class LazyBody:
+    """A JSON object body: mapping access decodes a field on first use; `encode` writes it back.
+
+    A MutableMapping by registration, not inheritance: `isinstance(x, LazyBody)` runs on every
+    request, and on an ABC subclass it goes through abc's subclass hooks."""
 
     __slots__ = ("_slices", "_values", "_assigned")
 
@@ -53,8 +58,39 @@ class LazyBody(MutableMapping[str, Any]):
         if key in values:
             return values[key]
         piece = self._slices[key]  # KeyError for a field that is not there
-        value = values[key] = loads(bytes(piece))  # type: ignore[arg-type]
+        try:
+            value = _VALUE.decode(piece)  # type: ignore[arg-type]
+        except msgspec.DecodeError:  # a number beyond a double (the scan skims numbers)
+            value = loads(bytes(piece))  # type: ignore[arg-type]
+        values[key] = value
         return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """KEY's value, decoded, or DEFAULT when the body has no such field."""
+        return self[key] if key in self._slices else default
+
+    def pop(self, key: str, *default: Any) -> Any:
+        if key not in self._slices:
+            if default:
+                return default[0]
+            raise KeyError(key)
+        value = self[key]
+        del self[key]
+        return value
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self._slices:
+            self[key] = default
+        return self[key]
+
+    def keys(self) -> KeysView[str]:
+        return self._slices.keys()
+
+    def values(self) -> ValuesView[Any]:
+        return self.to_dict().values()
+
+    def items(self) -> ItemsView[str, Any]:
+        return self.to_dict().items()
 
     def __setitem__(self, key: str, value: Any) -> None:
         if key not in self._slices:
@@ -105,3 +141,6 @@ class LazyBody(MutableMapping[str, Any]):
             parts += (dumps_bytes(key), b":", dumps_bytes(values[key]) if key in assigned else piece)
         parts.append(b"}")
         return b"".join(parts)
+
+
+MutableMapping.register(LazyBody)

@@ -32,6 +32,11 @@ class Rule:
     conditions: tuple[Condition, ...]
     actions: tuple[tuple[str, Action], ...]  # (action name, compiled action): edits first, answer last
 
+    def __post_init__(self) -> None:
+        # made once here rather than for every request the rule matches
+        object.__setattr__(self, "_label", "+".join(getattr(action, "label", name) for name, action in self.actions))
+        object.__setattr__(self, "_why", ", ".join(c.describe() for c in self.conditions) or "match-all")
+
     def failing(self, ex: Exchange) -> Condition | None:
         """The first condition that does not hold, or None when the rule matches."""
         for condition in self.conditions:
@@ -41,11 +46,11 @@ class Rule:
 
     def label(self) -> str:
         """The actions as the log shows them, e.g. `rewrite+forward:local/user`."""
-        return "+".join(getattr(action, "label", name) for name, action in self.actions)
+        return self._label  # type: ignore[attr-defined,no-any-return]
 
     def why(self) -> str:
         """What this rule matched on, for the verbose log."""
-        return ", ".join(c.describe() for c in self.conditions) or "match-all"
+        return self._why  # type: ignore[attr-defined,no-any-return]
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,10 @@ class RuleTable:
 
     def match(self, ex: Exchange) -> Rule | None:
         """The first rule whose conditions all hold."""
-        for rule in self.rules:
-            if rule.failing(ex) is None:
+        for rule in self.rules:  # Rule.failing, inlined: this runs every rule for every request
+            for condition in rule.conditions:
+                if not condition.test(ex):
+                    break
+            else:
                 return rule
         return None
