@@ -106,7 +106,10 @@ class Exchange:
                 self._body = loads(self.raw)
             except ValueError as exc:
                 raise BadRequest(f"request body is not valid JSON: {exc}") from None
-        self.view, self.client = self.protocol.parse(self.kind, self.fields, self.headers)
+        try:
+            self.view, self.client = self.protocol.parse(self.kind, self.fields, self.headers)
+        except UnicodeDecodeError as exc:  # in a LazyBody field: the split skims strings unchecked
+            raise BadRequest(f"request body is not valid JSON: {exc}") from None
 
     @property
     def body(self) -> Any:

@@ -205,3 +205,11 @@ def test_the_default_rules_and_bundled_plugins_forward_a_claude_code_turn_withou
     assert not ex.fields.decoded("messages") and not ex.fields.decoded("tools")
     sent = json.loads(ex.body_bytes())
     assert sent["model"] == "local-model" and not any("billing" in b.get("text", "") for b in sent["system"])
+
+
+@pytest.mark.parametrize("field", [b'"model": "claude-\xff"', b'"system": "\xfe"'])
+def test_invalid_utf8_in_a_field_the_rules_read_is_a_400(field):
+    raw = b'{"max_tokens": 5, "messages": [], "model": "m", ' + field + b"}"
+    assert LazyBody.split(raw) is not None, "the split skims strings without checking their UTF-8"
+    with pytest.raises(BadRequest, match="not valid JSON"):
+        exchange(raw)
