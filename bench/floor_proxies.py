@@ -54,7 +54,7 @@ def serve_aiohttp_lean_client(port: int, target: str) -> None:
         body = await request.read()
         up = await client.request(request.method, target, request.raw_path, [("Content-Type", "application/json")], body, 10, 600)
         kind = _HeadersWithFirstChunk if up.has_body_ready() else web.StreamResponse
-        response = kind(status=up.status, reason=up.reason, headers=_response_headers(up.headers))
+        response = kind(status=up.status, reason=up.reason, headers=_response_headers(up.raw_headers))
         await response.prepare(request)
         while chunk := await up.read_chunk():
             await response.write(chunk)

@@ -178,8 +178,10 @@ def codex_turn(value: dict[str, str]) -> Test:
         if raw is None and isinstance(fields, (dict, LazyBody)):
             metadata = fields.get("client_metadata")
             raw = metadata.get(METADATA_HEADER) if isinstance(metadata, dict) else None
+        if not raw:  # no metadata: no field can match (every codex_turn names at least one)
+            return False
         try:
-            metadata = json.loads(raw) if raw else {}
+            metadata = json.loads(raw)
         except ValueError:
             return False
         return isinstance(metadata, dict) and all(isinstance(metadata.get(f), str) and g.match(metadata[f]) for f, g in globs.items())

@@ -138,9 +138,19 @@ class LazyBody:
         for key, piece in self._slices.items():
             if len(parts) > 1:
                 parts.append(b",")
-            parts += (dumps_bytes(key), b":", dumps_bytes(values[key]) if key in assigned else piece)
+            parts += (_KEYS.get(key) or _encoded_key(key), dumps_bytes(values[key]) if key in assigned else piece)
         parts.append(b"}")
         return b"".join(parts)
+
+
+_KEYS: dict[str, bytes] = {}  # `"key":` as JSON, for the keys bodies keep using
+
+
+def _encoded_key(key: str) -> bytes:
+    encoded = dumps_bytes(key) + b":"
+    if len(_KEYS) < 1024:  # bounded: keys come from clients
+        _KEYS[key] = encoded
+    return encoded
 
 
 MutableMapping.register(LazyBody)

@@ -111,7 +111,7 @@ def _tool_names(body: Any) -> tuple[str, ...]:
     """The declared tools' names, checked; from a LazyBody the schemas are skimmed, not decoded."""
     if isinstance(body, LazyBody) and "tools" in body and not body.decoded("tools"):
         try:
-            return tuple(str(tool.name) for tool in body.outline("tools", _TOOL_OUTLINES) or ())
+            return tuple([str(tool.name) for tool in body.outline("tools", _TOOL_OUTLINES) or ()])
         except msgspec.ValidationError:
             pass  # decoded below, where the check names the bad tool
     tools = body.get("tools") or []
@@ -170,7 +170,7 @@ class AnthropicMessages(Protocol):
         expect(stream, bool, "stream", "a boolean")
         view = RequestView(
             model=body["model"],
-            system="\n".join(part for part in system_parts if part),
+            system="\n".join([part for part in system_parts if part]),
             user=user,
             tool_names=_tool_names(body),
             stream=stream,

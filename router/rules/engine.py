@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from router.exchange import Exchange
@@ -53,18 +53,41 @@ class Rule:
         return self._why  # type: ignore[attr-defined,no-any-return]
 
 
+#: matchers decided by the request line and the client alone (built-in names: no plugin can take them)
+BY_REQUEST_LINE = frozenset({"method", "path", "client"})
+CANDIDATES_KEPT = 256  # (method, path, client) combinations remembered per table
+
+
 @dataclass(frozen=True)
 class RuleTable:
     """The ordered rules of one loaded file."""
 
     rules: tuple[Rule, ...]
+    #: per (method, path, client, protocol): the rules whose method, path and client conditions
+    #: hold, each with the conditions left to test (most requests skip a third of the table)
+    _candidates: dict[tuple[str, str, str, str], tuple[tuple[Rule, tuple[Condition, ...]], ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def match(self, ex: Exchange) -> Rule | None:
         """The first rule whose conditions all hold."""
-        for rule in self.rules:  # Rule.failing, inlined: this runs every rule for every request
-            for condition in rule.conditions:
+        candidates = self._candidates.get((ex.method, ex.path, ex.client, ex.protocol.name))
+        if candidates is None:
+            candidates = self._candidates_for(ex)
+        for rule, conditions in candidates:  # Rule.failing, inlined: this runs for every request
+            for condition in conditions:
                 if not condition.test(ex):
                     break
             else:
                 return rule
         return None
+
+    def _candidates_for(self, ex: Exchange) -> tuple[tuple[Rule, tuple[Condition, ...]], ...]:
+        kept = []
+        for rule in self.rules:
+            if all(c.test(ex) for c in rule.conditions if c.field in BY_REQUEST_LINE):
+                kept.append((rule, tuple(c for c in rule.conditions if c.field not in BY_REQUEST_LINE)))
+        if len(self._candidates) >= CANDIDATES_KEPT:  # paths are the client's to choose: stay bounded
+            self._candidates.clear()
+        candidates = self._candidates[(ex.method, ex.path, ex.client, ex.protocol.name)] = tuple(kept)
+        return candidates

@@ -21,6 +21,16 @@ def compile_glob(pattern: str, ignore_case: bool = False) -> re.Pattern[str]:
     return re.compile(fnmatch.translate(pattern), re.IGNORECASE if ignore_case else 0)
 
 
+def compile_globs(patterns: list[str], ignore_case: bool = False) -> re.Pattern[str]:
+    """One compiled pattern matching any of PATTERNS (globs, each checked as by compile_glob):
+    a test runs one match, not one per glob."""
+    for pattern in patterns:
+        compile_glob(pattern)
+    if len(patterns) == 1:
+        return compile_glob(patterns[0], ignore_case)
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns), re.IGNORECASE if ignore_case else 0)
+
+
 def compile_regex(pattern: str) -> re.Pattern[str]:
     """A compiled regular expression; raises ValueError naming the problem."""
     try:

@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 from router.exchange import Exchange
 from router.registry import MatcherSpec, Test
-from router.rules.globs import compile_glob, compile_regex
+from router.rules.globs import compile_glob, compile_globs, compile_regex
 
 STRING_OR_LIST = {
     "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}],
@@ -30,8 +30,9 @@ def _as_list(value: str | list[str]) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def _globs(value: str | list[str], ignore_case: bool = False) -> list[Any]:
-    return [compile_glob(p, ignore_case) for p in _as_list(value)]
+def _globs(value: str | list[str], ignore_case: bool = False) -> Any:
+    """One compiled pattern for a glob or a list of them (the matchers below run for every request)."""
+    return compile_globs(_as_list(value), ignore_case)
 
 
 def _in_range(value: Any) -> Any:
@@ -47,7 +48,7 @@ def _in_range(value: Any) -> Any:
 def match_path(value: str | list[str]) -> Test:
     """Request path (query string excluded) against one or more globs."""
     globs = _globs(value)
-    return lambda ex: any(g.match(ex.path) for g in globs)
+    return lambda ex: globs.match(ex.path) is not None
 
 
 def match_method(value: str | list[str]) -> Test:
@@ -59,15 +60,23 @@ def match_method(value: str | list[str]) -> Test:
 def match_model(value: str | list[str]) -> Test:
     """Model name against globs, ignoring case. Requests without a model never match."""
     globs = _globs(value, ignore_case=True)
-    return lambda ex: ex.view.model is not None and any(g.match(ex.view.model) for g in globs)
+    return lambda ex: ex.view.model is not None and globs.match(ex.view.model) is not None
 
 
 def _contains(text_of: Callable[[Exchange], str], value: str | list[str]) -> Test:
     needles = _as_list(value)
-    if len(needles) == 1:  # the common case, tested on every request: no generator
+    if len(needles) == 1:  # the common case, tested on every request
         needle = needles[0]
         return lambda ex: needle in text_of(ex)
-    return lambda ex: any(n in text_of(ex) for n in needles)
+
+    def test(ex: Exchange) -> bool:
+        text = text_of(ex)
+        for needle in needles:  # a loop, not any() over a generator: it runs for every request
+            if needle in text:
+                return True
+        return False
+
+    return test
 
 
 def _searches(text_of: Callable[[Exchange], str], value: str) -> Test:
@@ -140,7 +149,7 @@ def match_json_output(value: bool) -> Test:
 def match_client(value: str | list[str]) -> Test:
     """Client (e.g. claude-code) or protocol (e.g. anthropic) name against globs."""
     globs = _globs(value, ignore_case=True)
-    return lambda ex: any(g.match(ex.client) or g.match(ex.protocol.name) for g in globs)
+    return lambda ex: globs.match(ex.client) is not None or globs.match(ex.protocol.name) is not None
 
 
 BUILTIN_MATCHERS = [

@@ -15,6 +15,7 @@ import socket
 import ssl
 from collections import deque
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Iterable
 from urllib.parse import urlsplit
 
@@ -180,7 +181,12 @@ class Response:
         self._client, self._origin, self._connection, self._idle_timeout = client, origin, connection, idle_timeout
         self.status: int = connection.parser.get_status_code()
         self.reason = connection.reason
-        self.headers = CIMultiDict((k.decode("latin-1"), v.decode("latin-1")) for k, v in connection.raw_headers)
+        self.raw_headers = connection.raw_headers  # (name, value) as received, names in their case
+
+    @cached_property
+    def headers(self) -> CIMultiDict[str]:
+        """The response headers (decoded as latin-1, as HTTP defines them)."""
+        return CIMultiDict((k.decode("latin-1"), v.decode("latin-1")) for k, v in self.raw_headers)
 
     def has_body_ready(self) -> bool:
         """True when body bytes (or the body's end) arrived with the headers."""
@@ -221,15 +227,16 @@ class Http1Client:
         self._tls: ssl.SSLContext | None = None
 
     async def request(
-        self, method: str, base_url: str, target: str, headers: Iterable[tuple[str, str]], body: bytes,
+        self, method: str, base_url: str, target: str, headers: Iterable[tuple[str, str]] | bytes, body: bytes,
         connect_timeout: float, idle_timeout: float,
     ) -> Response:
-        """Send METHOD BASE_URL+TARGET with HEADERS and BODY. Raises ConnectFailed, ResponseFailed,
-        or asyncio.TimeoutError when no headers arrive within IDLE_TIMEOUT."""
+        """Send METHOD BASE_URL+TARGET with HEADERS (name-value pairs, or header lines already
+        encoded, each ending in CRLF) and BODY. Raises ConnectFailed, ResponseFailed, or
+        asyncio.TimeoutError when no headers arrive within IDLE_TIMEOUT."""
         origin = self._origins.get(base_url)
         if origin is None:
             origin = self._origins[base_url] = Origin.parse(base_url)
-        head = _request_head(method, origin, target, headers, body).encode("utf-8", "surrogateescape")
+        head = _request_head(method, origin, target, headers, body)
         while True:
             connection, reused = self._idle_connection(origin), True
             if connection is None:
@@ -292,9 +299,16 @@ class Http1Client:
         self._idle.clear()
 
 
-def _request_head(method: str, origin: Origin, target: str, headers: Iterable[tuple[str, str]], body: bytes) -> str:
-    lines = [f"{method} {origin.prefix}{target} HTTP/1.1", f"Host: {origin.host_header}"]
-    lines += [f"{name}: {value}" for name, value in headers if "\r" not in value and "\n" not in value]
-    if body or method in ("POST", "PUT", "PATCH"):
-        lines.append(f"Content-Length: {len(body)}")
-    return "\r\n".join(lines) + "\r\n\r\n"
+def _request_head(method: str, origin: Origin, target: str, headers: Iterable[tuple[str, str]] | bytes, body: bytes) -> bytes:
+    if not isinstance(headers, bytes):
+        headers = encode_header_lines(headers)
+    length = f"Content-Length: {len(body)}\r\n" if body or method in ("POST", "PUT", "PATCH") else ""
+    start = f"{method} {origin.prefix}{target} HTTP/1.1\r\nHost: {origin.host_header}\r\n".encode("utf-8", "surrogateescape")
+    return b"".join((start, headers, length.encode(), b"\r\n"))
+
+
+def encode_header_lines(headers: Iterable[tuple[str, str]]) -> bytes:
+    """`Name: value` CRLF lines for HEADERS; a value holding CR or LF is left out (it would split the head)."""
+    return "".join(
+        [f"{name}: {value}\r\n" for name, value in headers if "\r" not in value and "\n" not in value]
+    ).encode("utf-8", "surrogateescape")
