@@ -2,9 +2,9 @@
 
 - `bare aiohttp`: an aiohttp server forwarding with aiohttp's client, streaming, no rules, no
   queue, no logging: what any aiohttp-based proxy costs at least;
-- `aiohttp + lean client`: the same aiohttp server forwarding with ghost-router's own HTTP/1.1
-  client (router/upstream/http1.py) and response writing, no rules, no parsing, no queue, no log:
-  what ghost-router would cost with none of its logic;
+- `aiohttp + lean client`: aiohttp's low-level server (as ghost-router serves) forwarding with
+  ghost-router's own HTTP/1.1 client (router/upstream/http1.py) and response writing, no rules, no
+  parsing, no queue, no log: what ghost-router would cost with none of its logic;
 - `tcp relay`: bytes copied between two sockets by asyncio protocols, no HTTP at all: what one
   more process on the path costs at least.
 """
@@ -50,8 +50,8 @@ def serve_aiohttp_lean_client(port: int, target: str) -> None:
 
     client = Http1Client()
 
-    async def handle(request: web.Request) -> web.StreamResponse:
-        body = await request.read()
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        body = await request.content.read()
         up = await client.request(request.method, target, request.raw_path, [("Content-Type", "application/json")], body, 10, 600)
         kind = _HeadersWithFirstChunk if up.has_body_ready() else web.StreamResponse
         response = kind(status=up.status, reason=up.reason, headers=_response_headers(up.raw_headers))
@@ -62,10 +62,14 @@ def serve_aiohttp_lean_client(port: int, target: str) -> None:
         up.release()
         return response
 
-    app = web.Application(client_max_size=64 * 1024 * 1024)
-    app.router.add_route("*", "/{tail:.*}", handle)
+    async def serve() -> None:
+        runner = web.ServerRunner(web.Server(handle, handler_cancellation=True, access_log=None))
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        await asyncio.Event().wait()
+
     _install_uvloop()
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, handler_cancellation=True)
+    asyncio.run(serve())
 
 
 def serve_tcp_relay(port: int, target_port: int) -> None:

@@ -126,6 +126,11 @@ class LazyBody:
         assert key not in self._values, f"{key} is already decoded; read it instead"
         return decoder.decode(self._slices[key])  # type: ignore[arg-type]
 
+    def undecoded(self, key: str) -> bytes:
+        """KEY's field (which must be present and not yet decoded) as the JSON bytes it came as."""
+        assert key not in self._values, f"{key} is already decoded; read it instead"
+        return bytes(self._slices[key])  # type: ignore[arg-type]
+
     def to_dict(self) -> dict[str, Any]:
         """The whole body as plain Python objects (decodes every field)."""
         return {key: self[key] for key in self._slices}

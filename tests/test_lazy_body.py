@@ -99,7 +99,14 @@ def test_edits_write_the_same_document_as_editing_the_parsed_body(document, fold
     edits.apply(lazy)
     edits.apply(eager)
     assert lazy.body_changed == eager.body_changed
-    assert json.loads(lazy.body_bytes()) == json.loads(eager.body_bytes())
+    # an integer beyond 64 bits stays as sent in an untouched field; re-serialized, it becomes the
+    # double a JavaScript client meant (docs/rules.md): the same number either way
+    assert json.loads(lazy.body_bytes(), parse_int=_as_javascript_reads_it) == json.loads(eager.body_bytes())
+
+
+def _as_javascript_reads_it(digits: str) -> int | float:
+    number = int(digits)
+    return number if -(2**63) <= number < 2**64 else float(number)
 
 
 def test_untouched_fields_keep_their_bytes_and_edited_ones_are_rewritten():
@@ -213,3 +220,29 @@ def test_invalid_utf8_in_a_field_the_rules_read_is_a_400(field):
     assert LazyBody.split(raw) is not None, "the split skims strings without checking their UTF-8"
     with pytest.raises(BadRequest, match="not valid JSON"):
         exchange(raw)
+
+
+def test_tools_sent_again_are_not_skimmed_again_and_bad_ones_never_remembered(monkeypatch):
+    from router.protocols import anthropic
+
+    decoded = []
+    real = anthropic._TOOL_OUTLINES
+    monkeypatch.setattr(anthropic, "_RECENT_TOOL_NAMES", anthropic._RecentToolNames())
+
+    class Counting:
+        def decode(self, raw):
+            decoded.append(len(raw))
+            return real.decode(raw)
+
+    monkeypatch.setattr(anthropic, "_TOOL_OUTLINES", Counting())
+    body = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}], "tools": [{"name": "Bash"}, {"name": "Read"}]}
+    for _ in range(3):
+        assert exchange(json.dumps(body).encode()).view.tool_names == ("Bash", "Read")
+    assert len(decoded) == 1
+    renamed = {**body, "tools": [{"name": "Bash"}, {"name": "Write"}]}
+    assert exchange(json.dumps(renamed).encode()).view.tool_names == ("Bash", "Write")
+    assert len(decoded) == 2
+    for _ in range(2):  # a bad list is found by the full check each time, never taken from memory
+        with pytest.raises(BadRequest, match="tools.1"):
+            exchange(json.dumps({**body, "tools": [{"name": "Bash"}, 7]}).encode())
+    assert len(decoded) == 4
