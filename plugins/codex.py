@@ -192,15 +192,15 @@ def codex_turn(value: dict[str, str]) -> Test:
 RULES = """
 - name: codex-title
   description: the TUI's thread title, beside the first turn; JSON {"title"} of at most 36 characters
-  match: {codex_turn: {thread_source: thread_title}}
+  match: {client: codex, codex_turn: {thread_source: thread_title}}
   action: {fake: {title_from_prompt: true}}
 - name: codex-guardian
   description: Codex's own safety reviewer; never answered here, queued behind user turns
-  match: {codex_turn: {thread_source: guardian_review}}
+  match: {client: codex, codex_turn: {thread_source: guardian_review}}
   action: {forward: {priority: background}}
 - name: codex-compaction
   description: compaction needs the real model
-  match: {codex_turn: {request_kind: compaction}}
+  match: {client: codex, codex_turn: {request_kind: compaction}}
   action: {forward: {priority: user}}
 """
 

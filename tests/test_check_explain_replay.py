@@ -24,7 +24,7 @@ def test_check_prints_the_compiled_table():
     result = run("check")
     assert result.returncode == 0
     assert result.stdout.startswith("<embedded default rules>: 19 rules, 1 upstream(s)")
-    assert "#1 codex-title: codex_turn={'thread_source': 'thread_title'} -> fake" in result.stdout, "plugin rules come first"
+    assert "#1 codex-title: client='codex', codex_turn={'thread_source': 'thread_title'} -> fake" in result.stdout, "plugin rules come first"
     assert "#7 opencode-title: client='opencode', system='You are a title generator' -> fake" in result.stdout
     assert "upstream local (default): http://127.0.0.1:8080 model=local-model max_concurrency=1" in result.stdout
     assert re.search(r"#19 main line \d+: match-all -> rewrite\+forward:local/user", result.stdout)
@@ -45,7 +45,7 @@ def test_explain_says_why_each_earlier_rule_did_not_match(tmp_path):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "request: POST /v1/messages model=claude-sonnet-5 client=anthropic tools=0 stream=False"
-    assert lines[1] == "  #1 codex-title: no, codex_turn={'thread_source': 'thread_title'} does not hold (request has (not shown))"
+    assert lines[1] == "  #1 codex-title: no, client='codex' does not hold (request has 'anthropic (anthropic)')"
     assert "  #7 opencode-title: no, client='opencode' does not hold (request has 'anthropic (anthropic)')" in lines
     assert "  #9 probe: no, method='HEAD' does not hold (request has 'POST')" in lines
     assert "#14 quota-probe: no, max_tokens=1 does not hold (request has 64)" in result.stdout
