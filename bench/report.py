@@ -60,7 +60,9 @@ def plot(overhead: dict | None, scale: dict | None, ghosts: dict | None, path: P
 
 
 def main() -> int:
-    overhead, ghosts, flood, scale, memory, soak, llama = (load(n) for n in ("overhead", "ghosts", "flood", "scale", "memory", "soak", "llama_work"))
+    overhead, ghosts, flood, scale, memory, soak, llama, idle = (
+        load(n) for n in ("overhead", "ghosts", "flood", "scale", "memory", "soak", "llama_work", "idle_cost")
+    )
     lines = [
         "# Performance",
         "",
@@ -86,34 +88,46 @@ def main() -> int:
             "tool calls and file-sized results, the billing block, a Claude model name), so the default rules",
             "rewrite it: ghost-router parses it, drops the billing block, sets the model and writes it back, as",
             "it does for real traffic. The three floors: a bare aiohttp proxy (aiohttp's server and client, no",
-            "rules, no queue, no log), the same aiohttp server with ghost-router's own forwarding client and",
-            "response writing but none of its logic, and a raw TCP relay (one more process on the path, no",
-            "HTTP). What was done: forwarding uses a keep-alive HTTP/1.1 client on llhttp",
-            "(`router/upstream/http1.py`); an answer's headers leave in one write with the first chunk that",
-            "came with them (a separate header write woke the client twice); JSON goes through orjson (the",
+            "rules, no queue, no log); aiohttp's low-level server, as the router serves, with ghost-router's own",
+            "forwarding client and response writing but none of its logic (the lean floor); and a raw TCP relay",
+            "(one more process on the path, no HTTP).",
+            "",
+            "What was done: requests reach the router's one handler through aiohttp's low-level server",
+            "(`router/server.py`; no URL routing, middlewares or response signals on the way); forwarding",
+            "uses a keep-alive HTTP/1.1 client on llhttp (`router/upstream/http1.py`) and sends the client's",
+            "header lines as they came; an answer's headers leave in one write with the first chunk that came",
+            "with them (a separate header write woke the client twice); JSON goes through orjson (the",
             "standard library took 0.42 ms to parse and 0.58 ms to write back a real 98 KB Claude Code",
             "request here, orjson 0.11 and 0.03 ms); an Anthropic body is read field by field",
-            "(`router/lazybody.py`): msgspec splits the top level into undecoded slices, `messages` and",
-            "`tools` are only outlined for the rules (roles, the last user text, tool names), and a rewrite",
-            "writes back only the fields it assigned, the conversation byte for byte as it came (parse, edit",
-            "and write back, hot: 64 -> 53 us for this body; for recorded Claude Code requests of 33 KB,",
-            "55 KB and 144 KB (the safety classifier's), 69 -> 49, 107 -> 65 and 625 -> 261 us). Where",
-            "the rest goes: the lean floor is what aiohttp's server and the",
-            "forwarding client cost on this machine (about 0.6 ms; aiohttp takes about 0.25 ms from a",
-            "request's first bytes to the handler, and the upstream, an aiohttp server too, pays the same",
-            "again); what ghost-router adds above that floor is its own work, measured (before the",
-            "field-by-field reading) by running copies of the router with one stage taken out beside each",
-            "other (streaming, 80 shuffled rounds; the variants are not kept in bench/): about 0.19 ms to",
-            "parse the body, build the view and write the rewritten body back, 0.16 ms of queue and",
-            "forwarding bookkeeping, 0.12 ms for the plugin hooks, the rules and the rewrite. A request that",
-            "arrives after the router sat idle costs about three times",
-            "what the same request costs back to back (traced per step with timestamps): the CPU caches no",
-            "longer hold the interpreter's, aiohttp's and the router's code. Paths run in a fresh random",
-            "order each round: a process runs",
-            "faster right after another one ran the same code, and a fixed order favoured some paths by up",
-            "to 0.15 ms. On this shared 2-core machine the medians move by 0.1-0.2 ms from one run to the next.",
+            "(`router/lazybody.py`): msgspec splits the top level into undecoded slices, `messages` is only",
+            "outlined for the rules (roles, the last user text), a `tools` list the router saw recently is",
+            "recognised by its bytes (Claude Code sends the same 20-60 KB of tool definitions every turn), and",
+            "a rewrite writes back only the fields it assigned, the conversation byte for byte as it came; the",
+            "rule table remembers, per method, path and client, which rules can still match, so a Claude Code",
+            "turn tests 9 of the 19 default rules (the bundled plugins' rules name their client).",
+            "",
+            "Where the rest goes: the lean floor is what aiohttp's server and the forwarding client cost on",
+            "this machine (aiohttp takes about 0.17 ms of it from a request's first bytes to the handler, and",
+            "the upstream, an aiohttp server too, pays the same again). Per step of a cold streaming request",
+            "(timestamps, 80 rounds, medians), ghost-router's own work above it is about 0.11 ms to read the",
+            "body into the view, 0.03 ms for the rules, 0.05 ms to edit and write the body back and 0.1 ms of",
+            "queue and forwarding bookkeeping. Each of those costs about three times what it costs back to back,",
+            "because every request here meets a CPU that sat idle (see the next table). Paths run in a fresh",
+            "random order each round: a process runs faster right after another one ran the same code, and a",
+            "fixed order favoured some paths by up to 0.15 ms. On this shared 2-core machine the medians move",
+            "by 0.1-0.2 ms from one run to the next.",
             "",
         ]
+    if idle:
+        lines += ["### The router's own work after an idle moment", "", f"`{idle['command']}`: what ghost-router does to a {idle['body_bytes']:,}-byte Claude Code turn before forwarding it ({idle['rules']} rules), in one process, no sockets; microseconds, median [p10-p90].", ""]
+        stages = list(idle["back to back"])
+        lines += ["| timed | " + " | ".join(stages) + " |", "| --- |" + " --- |" * len(stages)]
+        for label in ("back to back", "after 2 ms idle", "after 50 ms idle"):
+            lines.append(f"| {label} | " + " | ".join(f"{idle[label][stage]['median']:.0f} [{idle[label][stage]['p10']:.0f}-{idle[label][stage]['p90']:.0f}]" for stage in stages) + " |")
+        ratios = idle["ratios"]
+        lines += ["", f"Nothing else runs between the requests, yet the same work takes {ratios['after 2 ms idle']:.1f}x as long after 2 ms of sleep and {ratios['after 50 ms idle']:.1f}x after 50 ms: "
+                  "a CPU that sat idle comes back slow (clock, caches, the host's other guests). In the forwarding benchmark the router sits idle for seconds between its requests, as it does between a user's turns, "
+                  "so the first byte it adds is set by how much work it does, not where: the work was cut, not moved.", ""]
     if ghosts:
         lines += ["## Ghost cost", "", f"`{ghosts['command']}` (add `--litellm PATH` where LiteLLM is installed). The router runs on one core, the load on the other.", ""]
         lines += ["| while a 500-event stream is forwarded | median ms | p10-p90 ms |", "| --- | --- | --- |"]

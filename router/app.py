@@ -154,7 +154,8 @@ async def handle(state: RouterState, app: web.Application, request: web.BaseRequ
     finally:
         logger.info(request_line(ex, state.verbose))
         state.finished(ex)
-        await plugins.each("exchange_finished", exchange=ex)
+        if plugins.implemented("exchange_finished"):
+            await plugins.each("exchange_finished", exchange=ex)
         recorder = app.get(RECORDER)
         if recorder is not None:
             recorder.write(ex)
@@ -176,10 +177,11 @@ def _check_key(ex: Exchange, config: RouterConfig) -> None:
 
 
 async def _route(ex: Exchange, state: RouterState, config: RouterConfig, plugins: Plugins) -> web.StreamResponse:
-    _check_key(ex, config)
+    if config.api_keys:
+        _check_key(ex, config)
     ex.raw = await _read_body(ex.request, config.max_body)
     ex.parse()
-    intercepted = await plugins.first("intercept_request", exchange=ex)
+    intercepted = await plugins.first("intercept_request", exchange=ex) if plugins.implemented("intercept_request") else None
     if intercepted is not None:
         response, name = intercepted
         ex.rule, ex.action = f"plugin:{name}", "intercept"

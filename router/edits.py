@@ -23,13 +23,17 @@ class BodyEdits:
         body, protocol = ex.fields, ex.protocol  # a LazyBody decodes only the fields edited
         if not isinstance(body, (dict, LazyBody)):
             return
-        set_model = self.model is not None and not ex.model_rewritten
-        changed = [
-            set_model and protocol.set_model(body, self.model),  # type: ignore[arg-type]
-            *[protocol.drop_system_blocks(body, prefix) for prefix in self.drop_prefixes],
-            self.fold_system_messages and protocol.fold_system_messages(body),
-            bool(self.drop_fields) and protocol.drop_fields(body, list(self.drop_fields)),
-            self.max_tokens is not None and protocol.cap_max_tokens(body, self.max_tokens),
-        ]
-        ex.model_rewritten = ex.model_rewritten or set_model
-        ex.body_changed = ex.body_changed or any(changed)
+        changed = False  # every edit runs; each says whether it changed the body
+        if self.model is not None and not ex.model_rewritten:
+            changed = protocol.set_model(body, self.model)  # type: ignore[arg-type]
+            ex.model_rewritten = True
+        for prefix in self.drop_prefixes:
+            changed = protocol.drop_system_blocks(body, prefix) or changed  # type: ignore[arg-type]
+        if self.fold_system_messages:
+            changed = protocol.fold_system_messages(body) or changed  # type: ignore[arg-type]
+        if self.drop_fields:
+            changed = protocol.drop_fields(body, list(self.drop_fields)) or changed  # type: ignore[arg-type]
+        if self.max_tokens is not None:
+            changed = protocol.cap_max_tokens(body, self.max_tokens) or changed  # type: ignore[arg-type]
+        if changed:
+            ex.body_changed = True

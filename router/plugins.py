@@ -46,6 +46,10 @@ class Plugins:
     def _impls(self, name: str) -> list[Any]:
         return list(reversed(getattr(self.manager.hook, name).get_hookimpls()))  # pluggy's call order
 
+    def implemented(self, name: str) -> bool:
+        """Whether any plugin implements hook NAME (the request path skips a hook nobody implements)."""
+        return bool(getattr(self.manager.hook, name).get_hookimpls())
+
     async def first(self, name: str, **kwargs: Any) -> tuple[Any, str] | None:
         """Call hook NAME in order; the first non-None answer and the plugin that gave it."""
         for impl in self._impls(name):

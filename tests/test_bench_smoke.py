@@ -21,6 +21,7 @@ ROOT = Path(__file__).parent.parent
         ("scale.py", ["--rounds", "1"], "scale"),
         ("memory.py", ["--requests", "200"], "memory"),
         ("soak.py", ["--minutes", "0.05", "--concurrency", "4"], "soak"),
+        ("idle_cost.py", ["--samples", "6"], "idle_cost"),
     ],
 )
 def test_benchmark_runs(tmp_path, script, args, result):

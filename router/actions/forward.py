@@ -37,7 +37,8 @@ class Forward:
 
     async def run(self, ex: Exchange, state: RouterState) -> web.StreamResponse:
         """Let plugins edit the request, then queue and proxy."""
-        await state.plugins.each("before_forward", exchange=ex, upstream=self.upstream)
+        if state.plugins.implemented("before_forward"):
+            await state.plugins.each("before_forward", exchange=ex, upstream=self.upstream)
         return await forward(ex, state.pool[self.upstream], self.priority, state.forwarder)
 
 

@@ -107,7 +107,10 @@ class Upstream:
 
     def all_down(self) -> bool:
         """True when no server of this upstream answers connections."""
-        return all(server.health.down for server in self.servers)
+        for server in self.gate.servers:  # a loop, not all() over a generator: every forward asks
+            if server.health.down_since is None:
+                return False
+        return True
 
     def reconfigure(self, config: UpstreamConfig) -> None:
         """Adopt CONFIG; servers whose URL stays keep their health and in-flight counts."""

@@ -61,7 +61,8 @@ async def forward(ex: Exchange, upstream: Upstream, priority: str, client: Http1
     queued = not ticket.granted.done()
     try:
         while True:
-            await _wait_for_slot(ex, ticket, upstream, deadline)
+            if not ticket.granted.done():
+                await _wait_for_slot(ex, ticket, upstream, deadline)
             if ex.queue_wait is None:
                 ex.queue_wait = time.perf_counter() - waited
             assert ticket.server is not None
@@ -98,8 +99,6 @@ def _down_message(upstream: Upstream) -> str:
 
 async def _wait_for_slot(ex: Exchange, ticket: Ticket, upstream: Upstream, deadline: float) -> None:
     """Wait for TICKET's grant until DEADLINE; a stream that waits past `keepalive` gets headers and pings."""
-    if ticket.granted.done():
-        return
     config = upstream.config
     if await _keep_alive_until(ex, ticket.granted, config.keepalive, deadline):
         return
@@ -153,21 +152,21 @@ async def _request(ex: Exchange, config: UpstreamConfig, client: Http1Client, se
     # headers arrive, before the connection can be seen dropping, so no early bytes are lost. They
     # start only once `keepalive` has passed without headers: most answers begin sooner, and a task
     # per request would cost every stream time on the hot path.
-    loop = asyncio.get_running_loop()
-    pinger: asyncio.Future[bool] | None = None
-
-    def start_pinging() -> None:
-        nonlocal pinger
-        pinger = asyncio.ensure_future(_keep_alive_until(ex, loop.create_future(), config.keepalive, first_ping=0))
-        pinger.add_done_callback(lambda task: task.cancelled() or task.exception())  # a client gone mid-ping is the handler's business
-
-    timer = loop.call_later(config.keepalive, start_pinging)
+    pingers: list[asyncio.Future[bool]] = []
+    timer = asyncio.get_running_loop().call_later(config.keepalive, _start_pinging, ex, config.keepalive, pingers)
     try:
         return await sending
     finally:
         timer.cancel()
-        if pinger is not None:
+        for pinger in pingers:
             pinger.cancel()
+
+
+def _start_pinging(ex: Exchange, keepalive: float, pingers: list[asyncio.Future[bool]]) -> None:
+    """Headers and pings for a stream whose upstream has not answered within KEEPALIVE."""
+    pinger = asyncio.ensure_future(_keep_alive_until(ex, asyncio.get_running_loop().create_future(), keepalive, first_ping=0))
+    pinger.add_done_callback(lambda task: task.cancelled() or task.exception())  # a client gone mid-ping is the handler's business
+    pingers.append(pinger)
 
 
 def _request_headers(ex: Exchange, config: UpstreamConfig) -> bytes:
@@ -181,11 +180,14 @@ def _request_headers(ex: Exchange, config: UpstreamConfig) -> bytes:
         received = ex.request.raw_headers  # bytes as received: nothing to decode and encode again
     else:
         received = tuple((k.encode("utf-8", "surrogateescape"), v.encode("utf-8", "surrogateescape")) for k, v in ex.headers.items())
-    lines = [b"%s: %s\r\n" % (name, value) for name, value in received if name.lower() not in skipped]
-    last = {name.lower(): (name, value) for name, value in edits}  # a later edit of the same header wins
-    if last:
-        lines.append(encode_header_lines((name, value) for name, value in last.values() if value is not None))
-    return b"".join(lines)
+    parts: list[bytes] = []
+    for name, value in received:
+        if name.lower() not in skipped:
+            parts += (name, b": ", value, b"\r\n")
+    if edits:
+        last = {name.lower(): (name, value) for name, value in edits}  # a later edit of the same header wins
+        parts.append(encode_header_lines((name, value) for name, value in last.values() if value is not None))
+    return b"".join(parts)
 
 
 def _response_headers(raw_headers: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
