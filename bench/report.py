@@ -111,7 +111,7 @@ def main() -> int:
             "the upstream, an aiohttp server too, pays the same again). Per step of a cold streaming request",
             "(timestamps, 80 rounds, medians), ghost-router's own work above it is about 0.11 ms to read the",
             "body into the view, 0.03 ms for the rules, 0.05 ms to edit and write the body back and 0.1 ms of",
-            "queue and forwarding bookkeeping. Each of those costs about three times what it costs back to back,",
+            "queue and forwarding bookkeeping. Each of those costs three to four times what it costs back to back,",
             "because every request here meets a CPU that sat idle (see the next table). Paths run in a fresh",
             "random order each round: a process runs faster right after another one ran the same code, and a",
             "fixed order favoured some paths by up to 0.15 ms. On this shared 2-core machine the medians move",
@@ -127,7 +127,7 @@ def main() -> int:
         ratios = idle["ratios"]
         lines += ["", f"Nothing else runs between the requests, yet the same work takes {ratios['after 2 ms idle']:.1f}x as long after 2 ms of sleep and {ratios['after 50 ms idle']:.1f}x after 50 ms: "
                   "a CPU that sat idle comes back slow (clock, caches, the host's other guests). In the forwarding benchmark the router sits idle for seconds between its requests, as it does between a user's turns, "
-                  "so the first byte it adds is set by how much work it does, not where: the work was cut, not moved.", ""]
+                  "so the first byte it adds is set by how much work it does before forwarding: cutting that work is what lowered it.", ""]
     if ghosts:
         lines += ["## Ghost cost", "", f"`{ghosts['command']}` (add `--litellm PATH` where LiteLLM is installed). The router runs on one core, the load on the other.", ""]
         lines += ["| while a 500-event stream is forwarded | median ms | p10-p90 ms |", "| --- | --- | --- |"]
@@ -146,7 +146,7 @@ def main() -> int:
             f"- {flood['ghosts_answered']}/{flood['ghosts_sent']} ghosts (count_tokens, titles, probes; 300 at once) answered.",
             f"- The upstream saw {flood['upstream_requests']} requests (the main turns only), at most {flood['upstream_max_in_flight']} at once (`max_concurrency: 1`).",
             f"- Main turn's first byte: {flood['main_ttfb_alone_ms']:.2f} ms alone, {flood['main_ttfb_beside_flood_ms']:.2f} ms with 300 ghosts arriving beside it: **{flood['delay_ms']:+.2f} ms**.",
-            f"- Worst case, the turn sent right behind 300 ghosts: {flood['main_ttfb_behind_flood_ms']:.2f} ms ({flood['worst_case_delay_ms']:+.2f} ms): the router reads the requests ahead of it first, about 0.3 ms of one core each.",
+            f"- Worst case, the turn sent right behind 300 ghosts: {flood['main_ttfb_behind_flood_ms']:.2f} ms ({flood['worst_case_delay_ms']:+.2f} ms): the router reads the requests ahead of it first, about {flood['worst_case_delay_ms'] / 300:.2f} ms of one core each.",
             "",
         ]
     if scale:
@@ -156,8 +156,9 @@ def main() -> int:
         for r in scale["rows"]:
             lines.append(f"| {r['bytes']:,} | {r['direct_ms']:.2f} | {r['router_ms']:.2f} | {r['forward_added_ms']:.2f} | {r['estimate_ms']:.2f} | {r['rewritten_bytes']:,} | {r['rewritten_added_ms']:.2f} |")
         per_mb = ", ".join(f"{r['forward_added_ms'] / (r['bytes'] / 1e6):.2f} ms at {r['bytes'] / 1e6:.1f} MB" for r in scale["rows"] if r["bytes"] >= 400_000)
+        per_mb_rewritten = ", ".join(f"{r['rewritten_added_ms'] / (r['rewritten_bytes'] / 1e6):.2f}" for r in scale["rows"] if r["bytes"] >= 400_000)
         lines += ["", f"Added cost at 2 MB over 1 MB: {scale['growth_2mb_over_1mb']:.2f}x untouched, {scale['rewritten_growth_2mb_over_1mb']:.2f}x rewritten (2.0 would be linear); "
-                  f"added cost per MB, untouched: {per_mb}. Above a few hundred KB both paths are bound by loopback transfers (the router receives the whole body before it sends it on), "
+                  f"added cost per MB, untouched: {per_mb} (rewritten: {per_mb_rewritten}). Above a few hundred KB both paths are bound by loopback transfers (the router receives the whole body before it sends it on), "
                   "and the direct path's own time is not monotonic in size here, so the ratio of two sizes moves a lot from run to run; the cost per MB is the steadier measure. "
                   "The body is read once and parsed once (an Anthropic body field by field: only the fields the rules read are decoded); it is forwarded as the original bytes unless a rewrite changed it, and then only the changed fields are written anew; "
                   "texts over 256 KiB are estimated from 64 evenly spaced slices (within about 1% of the full count).", ""]
