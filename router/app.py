@@ -177,8 +177,7 @@ def _check_key(ex: Exchange, config: RouterConfig) -> None:
 
 
 async def _route(ex: Exchange, state: RouterState, config: RouterConfig, plugins: Plugins) -> web.StreamResponse:
-    if config.api_keys:
-        _check_key(ex, config)
+    _check_key(ex, config)
     ex.raw = await _read_body(ex.request, config.max_body)
     ex.parse()
     intercepted = await plugins.first("intercept_request", exchange=ex) if plugins.implemented("intercept_request") else None

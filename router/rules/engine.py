@@ -71,9 +71,10 @@ class RuleTable:
 
     def match(self, ex: Exchange) -> Rule | None:
         """The first rule whose conditions all hold."""
-        candidates = self._candidates.get((ex.method, ex.path, ex.client, ex.protocol.name))
+        key = (ex.method, ex.path, ex.client, ex.protocol.name)
+        candidates = self._candidates.get(key)
         if candidates is None:
-            candidates = self._candidates_for(ex)
+            candidates = self._candidates_for(ex, key)
         for rule, conditions in candidates:  # Rule.failing, inlined: this runs for every request
             for condition in conditions:
                 if not condition.test(ex):
@@ -82,12 +83,12 @@ class RuleTable:
                 return rule
         return None
 
-    def _candidates_for(self, ex: Exchange) -> tuple[tuple[Rule, tuple[Condition, ...]], ...]:
+    def _candidates_for(self, ex: Exchange, key: tuple[str, str, str, str]) -> tuple[tuple[Rule, tuple[Condition, ...]], ...]:
         kept = []
         for rule in self.rules:
             if all(c.test(ex) for c in rule.conditions if c.field in BY_REQUEST_LINE):
                 kept.append((rule, tuple(c for c in rule.conditions if c.field not in BY_REQUEST_LINE)))
         if len(self._candidates) >= CANDIDATES_KEPT:  # paths are the client's to choose: stay bounded
             self._candidates.clear()
-        candidates = self._candidates[(ex.method, ex.path, ex.client, ex.protocol.name)] = tuple(kept)
+        candidates = self._candidates[key] = tuple(kept)
         return candidates

@@ -24,10 +24,9 @@ def compile_glob(pattern: str, ignore_case: bool = False) -> re.Pattern[str]:
 def compile_globs(patterns: list[str], ignore_case: bool = False) -> re.Pattern[str]:
     """One compiled pattern matching any of PATTERNS (globs, each checked as by compile_glob):
     a test runs one match, not one per glob."""
-    for pattern in patterns:
-        compile_glob(pattern)
-    if len(patterns) == 1:
-        return compile_glob(patterns[0], ignore_case)
+    compiled = [compile_glob(pattern, ignore_case) for pattern in patterns]
+    if len(compiled) == 1:
+        return compiled[0]
     return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns), re.IGNORECASE if ignore_case else 0)
 
 
