@@ -15,9 +15,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from aiohttp import web
 
@@ -46,11 +46,18 @@ def claude_code_body(size: int = 50_000, stream: bool = True) -> dict:
     tools = [
         {
             "name": f"Tool{n}",
-            "description": f"Tool {n}. " + "Use it when the task needs it; report exactly what happened and any error. " * (2 if small else 12),
+            "description": f"Tool {n}. "
+            + "Use it when the task needs it; report exactly what happened and any error. " * (2 if small else 12),
             "input_schema": {
-                "$schema": "http://json-schema.org/draft-07/schema#", "type": "object", "additionalProperties": False, "required": ["path"],
-                "properties": {"path": {"type": "string", "description": "absolute path"}, "limit": {"type": "number", "description": "lines to read"},
-                               "flags": {"type": "array", "items": {"type": "string", "enum": ["a", "b", "c"]}}},
+                "$schema": "http://json-schema.org/draft-07/schema#",
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["path"],
+                "properties": {
+                    "path": {"type": "string", "description": "absolute path"},
+                    "limit": {"type": "number", "description": "lines to read"},
+                    "flags": {"type": "array", "items": {"type": "string", "enum": ["a", "b", "c"]}},
+                },
             },
         }
         for n in range(max(1, min(16, size // 3200)))
@@ -61,11 +68,21 @@ def claude_code_body(size: int = 50_000, stream: bool = True) -> dict:
         "stream": stream,
         "system": [
             {"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.331.a1f; cc_entrypoint=cli;"},
-            {"type": "text", "text": "You are Claude Code, Anthropic's official CLI for Claude.", "cache_control": {"type": "ephemeral"}},
-            {"type": "text", "text": "Follow the user's instructions; keep answers short. " * max(2, min(80, size // 650)), "cache_control": {"type": "ephemeral"}},
+            {
+                "type": "text",
+                "text": "You are Claude Code, Anthropic's official CLI for Claude.",
+                "cache_control": {"type": "ephemeral"},
+            },
+            {
+                "type": "text",
+                "text": "Follow the user's instructions; keep answers short. " * max(2, min(80, size // 650)),
+                "cache_control": {"type": "ephemeral"},
+            },
         ],
         "tools": tools,
-        "messages": [{"role": "user", "content": [{"type": "text", "text": "Read the sources and fix the failing test."}]}],
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "Read the sources and fix the failing test."}]}
+        ],
         "metadata": {"user_id": '{"device_id":"0f3c","session_id":"d0112e25-4e5c-4420-bd4d-2569c1c5af78"}'},
         "thinking": {"type": "adaptive"},
     }
@@ -76,8 +93,23 @@ def claude_code_body(size: int = 50_000, stream: bool = True) -> dict:
         call = f"toolu_{turn:04d}"
         lines = 40 if not small else 4
         body["messages"] += [
-            {"role": "assistant", "content": [{"type": "tool_use", "id": call, "name": "Tool1", "input": {"path": f"/src/module{turn}.py", "limit": 400}}]},
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call, "content": [{"type": "text", "text": line * lines}]}]},
+            {
+                "role": "assistant",
+                "content": [
+                    {
+                        "type": "tool_use",
+                        "id": call,
+                        "name": "Tool1",
+                        "input": {"path": f"/src/module{turn}.py", "limit": 400},
+                    }
+                ],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {"type": "tool_result", "tool_use_id": call, "content": [{"type": "text", "text": line * lines}]}
+                ],
+            },
         ]
     body["messages"].append({"role": "user", "content": [{"type": "text", "text": "Now run the tests again."}]})
     return body
@@ -116,20 +148,71 @@ def upstream_app(events: int, interval: float, prefill: float = 0.0) -> web.Appl
         if not body.get("stream"):
             await asyncio.sleep(events * interval)  # the time a server takes to generate the reply
             text = echo + "".join(f" t{i}" for i in range(events))
-            return web.json_response({"id": "msg_b", "type": "message", "role": "assistant", "model": "m", "content": [{"type": "text", "text": text}],
-                                      "stop_reason": "end_turn", "stop_sequence": None, "usage": {"input_tokens": 1, "output_tokens": events}})
+            return web.json_response(
+                {
+                    "id": "msg_b",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": "m",
+                    "content": [{"type": "text", "text": text}],
+                    "stop_reason": "end_turn",
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": 1, "output_tokens": events},
+                }
+            )
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        await response.write(sse("message_start", {"type": "message_start", "message": {"id": "msg_b", "type": "message", "role": "assistant", "model": "m", "content": [], "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 1, "output_tokens": 1}}}))
-        await response.write(sse("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}))
+        await response.write(
+            sse(
+                "message_start",
+                {
+                    "type": "message_start",
+                    "message": {
+                        "id": "msg_b",
+                        "type": "message",
+                        "role": "assistant",
+                        "model": "m",
+                        "content": [],
+                        "stop_reason": None,
+                        "stop_sequence": None,
+                        "usage": {"input_tokens": 1, "output_tokens": 1},
+                    },
+                },
+            )
+        )
+        await response.write(
+            sse(
+                "content_block_start",
+                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            )
+        )
         if echo:
-            await response.write(sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": echo}}))
+            await response.write(
+                sse(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": echo}},
+                )
+            )
         for i in range(events):
             if interval:
                 await asyncio.sleep(interval)
-            await response.write(sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": f"t{i} "}}))
+            await response.write(
+                sse(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": f"t{i} "}},
+                )
+            )
         await response.write(sse("content_block_stop", {"type": "content_block_stop", "index": 0}))
-        await response.write(sse("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": {"output_tokens": events}}))
+        await response.write(
+            sse(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                    "usage": {"output_tokens": events},
+                },
+            )
+        )
         await response.write(sse("message_stop", {"type": "message_stop"}))
         await response.write_eof()
         return response
@@ -148,13 +231,24 @@ def serve_upstream_forever(port: int, events: int, interval: float, prefill: flo
         uvloop.install()
     except ImportError:
         pass
-    web.run_app(upstream_app(events, interval, prefill), host="127.0.0.1", port=port, print=None, access_log=None, handler_cancellation=True)
+    web.run_app(
+        upstream_app(events, interval, prefill),
+        host="127.0.0.1",
+        port=port,
+        print=None,
+        access_log=None,
+        handler_cancellation=True,
+    )
 
 
 @contextmanager
-def process(args: list[str], ready_port: int, env: dict[str, str] | None = None, timeout: float = 30) -> Iterator[subprocess.Popen]:
+def process(
+    args: list[str], ready_port: int, env: dict[str, str] | None = None, timeout: float = 30
+) -> Iterator[subprocess.Popen]:
     """Run ARGS until the block ends; wait until READY_PORT accepts connections."""
-    proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -197,7 +291,11 @@ def pinned(args: list[str], cpu: int | None) -> list[str]:
 
 def rss_and_fds(pid: int) -> tuple[int, int]:
     """Resident memory in KiB and open descriptors of PID (Linux /proc)."""
-    rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("VmRSS:"))
+    rss = next(
+        int(line.split()[1])
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        if line.startswith("VmRSS:")
+    )
     return rss, len(os.listdir(f"/proc/{pid}/fd"))
 
 

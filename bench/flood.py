@@ -40,7 +40,9 @@ async def main_turn_ttfb(session: aiohttp.ClientSession, url: str) -> float:
 
 async def ghost(session: aiohttp.ClientSession, url: str, i: int) -> int:
     if i % 3 == 0:
-        async with session.post(f"{url}/v1/messages/count_tokens", json=cc.count_tokens_request(i % 26), headers=cc.headers()) as r:
+        async with session.post(
+            f"{url}/v1/messages/count_tokens", json=cc.count_tokens_request(i % 26), headers=cc.headers()
+        ) as r:
             await r.read()
             return r.status
     if i % 3 == 1:
@@ -92,12 +94,18 @@ def main() -> int:
     with upstream_process(up, 200, 0.002, args.prefill), router_process(router, up):
         result = asyncio.run(run(f"http://127.0.0.1:{router}", f"http://127.0.0.1:{up}", args.rounds))
     result["command"] = f"python bench/flood.py --rounds {args.rounds} --prefill {args.prefill}"
-    print(f"{result['ghosts_answered']}/{result['ghosts_sent']} ghosts answered; upstream saw {result['upstream_requests']} requests, "
-          f"at most {result['upstream_max_in_flight']} at once (max_concurrency 1)")
-    print(f"main turn first byte: alone {result['main_ttfb_alone_ms']:.2f} ms, with 300 ghosts beside it "
-          f"{result['main_ttfb_beside_flood_ms']:.2f} ms (delay {result['delay_ms']:+.2f} ms)")
-    print(f"worst case, turn sent right behind the 300 ghosts: {result['main_ttfb_behind_flood_ms']:.2f} ms "
-          f"(delay {result['worst_case_delay_ms']:+.2f} ms)")
+    print(
+        f"{result['ghosts_answered']}/{result['ghosts_sent']} ghosts answered; upstream saw {result['upstream_requests']} requests, "
+        f"at most {result['upstream_max_in_flight']} at once (max_concurrency 1)"
+    )
+    print(
+        f"main turn first byte: alone {result['main_ttfb_alone_ms']:.2f} ms, with 300 ghosts beside it "
+        f"{result['main_ttfb_beside_flood_ms']:.2f} ms (delay {result['delay_ms']:+.2f} ms)"
+    )
+    print(
+        f"worst case, turn sent right behind the 300 ghosts: {result['main_ttfb_behind_flood_ms']:.2f} ms "
+        f"(delay {result['worst_case_delay_ms']:+.2f} ms)"
+    )
     write_result("flood", result)
     return 0
 

@@ -24,8 +24,12 @@ def serve_bare_aiohttp(port: int, target: str) -> None:
     async def handle(request: web.Request) -> web.StreamResponse:
         body = await request.read()
         session: aiohttp.ClientSession = request.app["session"]
-        async with session.request(request.method, target + request.path_qs, data=body, headers={"Content-Type": "application/json"}) as up:
-            response = web.StreamResponse(status=up.status, headers={"Content-Type": up.headers.get("Content-Type", "")})
+        async with session.request(
+            request.method, target + request.path_qs, data=body, headers={"Content-Type": "application/json"}
+        ) as up:
+            response = web.StreamResponse(
+                status=up.status, headers={"Content-Type": up.headers.get("Content-Type", "")}
+            )
             await response.prepare(request)
             async for chunk in up.content.iter_any():
                 await response.write(chunk)
@@ -52,7 +56,9 @@ def serve_aiohttp_lean_client(port: int, target: str) -> None:
 
     async def handle(request: web.BaseRequest) -> web.StreamResponse:
         body = await request.content.read()
-        up = await client.request(request.method, target, request.raw_path, [("Content-Type", "application/json")], body, 10, 600)
+        up = await client.request(
+            request.method, target, request.raw_path, [("Content-Type", "application/json")], body, 10, 600
+        )
         kind = _HeadersWithFirstChunk if up.has_body_ready() else web.StreamResponse
         response = kind(status=up.status, reason=up.reason, headers=_response_headers(up.raw_headers))
         await response.prepare(request)

@@ -33,11 +33,19 @@ async def latency_during_stream(url: str, samples: int) -> dict[str, dict[str, f
     """Ghost latencies while one 500-event stream (2 s) is being forwarded."""
     results: dict[str, list[float]] = {"fake title": [], "count_tokens estimate": []}
     async with aiohttp.ClientSession() as session:
-        body = {"model": "local-model", "max_tokens": 100, "stream": True, "messages": [{"role": "user", "content": "main turn"}]}
+        body = {
+            "model": "local-model",
+            "max_tokens": 100,
+            "stream": True,
+            "messages": [{"role": "user", "content": "main turn"}],
+        }
         async with session.post(f"{url}/v1/messages", json=body) as main:
             await main.content.readany()
             for _ in range(samples):
-                for name, path, payload in (("fake title", "/v1/messages", TITLE), ("count_tokens estimate", "/v1/messages/count_tokens", COUNT)):
+                for name, path, payload in (
+                    ("fake title", "/v1/messages", TITLE),
+                    ("count_tokens estimate", "/v1/messages/count_tokens", COUNT),
+                ):
                     start = time.perf_counter()
                     async with session.post(f"{url}{path}", json=payload, headers=cc.headers()) as response:
                         await response.read()
@@ -47,7 +55,9 @@ async def latency_during_stream(url: str, samples: int) -> dict[str, dict[str, f
     return {name: summary(values) for name, values in results.items()}
 
 
-async def throughput(url: str, path: str, payload: dict, requests: int, concurrency: int = 32, key: str | None = None) -> float:
+async def throughput(
+    url: str, path: str, payload: dict, requests: int, concurrency: int = 32, key: str | None = None
+) -> float:
     """Answers per second for REQUESTS identical ghost requests, CONCURRENCY at a time."""
     headers = {**cc.headers(), **({"Authorization": f"Bearer {key}"} if key else {})}
     queue = list(range(requests))
@@ -88,19 +98,45 @@ def main() -> int:
     with upstream_process(up, 500, 0.004), router_process(router, up, cpu=0):
         url = f"http://127.0.0.1:{router}"
         report["latency_during_stream_ms"] = asyncio.run(latency_during_stream(url, args.samples))
-        report["fakes_per_second"] = {"ghost-router (fake)": asyncio.run(throughput(url, "/v1/messages", haiku, args.requests))}
-        report["fakes_per_second"]["ghost-router (estimate)"] = asyncio.run(throughput(url, "/v1/messages/count_tokens", COUNT, args.requests))
+        report["fakes_per_second"] = {
+            "ghost-router (fake)": asyncio.run(throughput(url, "/v1/messages", haiku, args.requests))
+        }
+        report["fakes_per_second"]["ghost-router (estimate)"] = asyncio.run(
+            throughput(url, "/v1/messages/count_tokens", COUNT, args.requests)
+        )
     with naive_proxy_process(naive, up):
-        report["fakes_per_second"]["naive proxy (count_tokens)"] = asyncio.run(throughput(f"http://127.0.0.1:{naive}", "/v1/messages/count_tokens", COUNT, args.requests))
+        report["fakes_per_second"]["naive proxy (count_tokens)"] = asyncio.run(
+            throughput(f"http://127.0.0.1:{naive}", "/v1/messages/count_tokens", COUNT, args.requests)
+        )
     if args.litellm:
         port = free_port()
         config = Path(tempfile.mkdtemp()) / "litellm.yaml"
         config.write_text(LITELLM_CONFIG)
         key = f"sk-bench-{secrets.token_hex(16)}"  # LiteLLM refuses to start without one
         env = {"ANTHROPIC_API_KEY": "none", "LITELLM_LOG": "ERROR", "LITELLM_MASTER_KEY": key}
-        with process(pinned([args.litellm, "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"], 0), port, env, timeout=120):
+        with process(
+            pinned(
+                [
+                    args.litellm,
+                    "--config",
+                    str(config),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--num_workers",
+                    "1",
+                ],
+                0,
+            ),
+            port,
+            env,
+            timeout=120,
+        ):
             time.sleep(2)
-            report["fakes_per_second"]["LiteLLM proxy (mock_response)"] = asyncio.run(throughput(f"http://127.0.0.1:{port}", "/v1/messages", haiku, min(args.requests, 1000), key=key))
+            report["fakes_per_second"]["LiteLLM proxy (mock_response)"] = asyncio.run(
+                throughput(f"http://127.0.0.1:{port}", "/v1/messages", haiku, min(args.requests, 1000), key=key)
+            )
     else:
         report["litellm"] = "not installed here: pass --litellm PATH to include it"
     print("ghost latency while a 500-event stream is forwarded (ms: median [p10-p90]):")

@@ -24,17 +24,25 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from router.exchange import Exchange  # noqa: E402
+
 from bench.common import claude_code_body, summary, write_result  # noqa: E402
 from router.config import Overrides, load_config  # noqa: E402
-from router.exchange import Exchange  # noqa: E402
 from router.plugins import load_plugins  # noqa: E402
 
 STAGES = ("parse", "match", "edit", "write back", "all")
 PAUSES = {"back to back": 0.0, "after 2 ms idle": 0.002, "after 50 ms idle": 0.05}
-HEADERS = CIMultiDictProxy(CIMultiDict({
-    "Content-Type": "application/json", "User-Agent": "claude-cli/2.1.331 (external, cli)", "anthropic-version": "2023-06-01",
-    "x-api-key": "sk-not-a-key", "x-stainless-lang": "js",
-}))
+HEADERS = CIMultiDictProxy(
+    CIMultiDict(
+        {
+            "Content-Type": "application/json",
+            "User-Agent": "claude-cli/2.1.331 (external, cli)",
+            "anthropic-version": "2023-06-01",
+            "x-api-key": "sk-not-a-key",
+            "x-stainless-lang": "js",
+        }
+    )
+)
 
 
 def one_request(registry, config, raw: bytes) -> list[float]:  # noqa: ANN001
@@ -72,7 +80,11 @@ def main() -> int:
     raw = json.dumps(claude_code_body(50_000, True)).encode()
     for _ in range(200):  # warm up: imports, caches, the interpreter's specializations
         one_request(registry, config, raw)
-    report: dict = {"body_bytes": len(raw), "rules": len(config.table.rules), "command": f"python bench/idle_cost.py --samples {args.samples}"}
+    report: dict = {
+        "body_bytes": len(raw),
+        "rules": len(config.table.rules),
+        "command": f"python bench/idle_cost.py --samples {args.samples}",
+    }
     print(f"{len(raw):,}-byte Claude Code turn, {len(config.table.rules)} rules (us: median [p10-p90])")
     print(f"{'':18}" + "".join(f"{stage:>24}" for stage in STAGES))
     for label, pause in PAUSES.items():
@@ -81,12 +93,17 @@ def main() -> int:
             if pause:
                 time.sleep(pause)
             samples.append(one_request(registry, config, raw))
-        stats = {stage: {k: v * 1000 for k, v in summary([s[i] for s in samples]).items()} for i, stage in enumerate(STAGES)}
+        stats = {
+            stage: {k: v * 1000 for k, v in summary([s[i] for s in samples]).items()} for i, stage in enumerate(STAGES)
+        }
         report[label] = stats
         print(f"{label:18}" + "".join(f"{s['median']:8.1f} [{s['p10']:5.1f}-{s['p90']:6.1f}]" for s in stats.values()))
     base = report["back to back"]["all"]["median"]
     report["ratios"] = {label: report[label]["all"]["median"] / base for label in PAUSES}
-    print("all stages, against back to back: " + ", ".join(f"{label} {ratio:.2f}x" for label, ratio in report["ratios"].items()))
+    print(
+        "all stages, against back to back: "
+        + ", ".join(f"{label} {ratio:.2f}x" for label, ratio in report["ratios"].items())
+    )
     write_result("idle_cost", report)
     return 0
 

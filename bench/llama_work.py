@@ -34,12 +34,17 @@ async def counters(session: aiohttp.ClientSession, llama: LlamaServer) -> tuple[
     async with session.get(f"{llama.url}/metrics") as response:
         text = await response.text()
     values = dict(line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("llamacpp:"))
-    return float(values.get("llamacpp:prompt_tokens_total", 0)), float(values.get("llamacpp:prompt_tokens_cached_total", 0))
+    return float(values.get("llamacpp:prompt_tokens_total", 0)), float(
+        values.get("llamacpp:prompt_tokens_cached_total", 0)
+    )
 
 
 def second_turn(first: dict, reply: str, prompt: str) -> dict:
     body = copy.deepcopy(first)
-    body["messages"] += [{"role": "assistant", "content": [{"type": "text", "text": reply}]}, {"role": "user", "content": [{"type": "text", "text": prompt}]}]
+    body["messages"] += [
+        {"role": "assistant", "content": [{"type": "text", "text": reply}]},
+        {"role": "user", "content": [{"type": "text", "text": prompt}]},
+    ]
     return body
 
 
@@ -49,19 +54,27 @@ async def session_replay(base: str, llama: LlamaServer) -> list[dict]:
 
         async def post(label: str, path: str, body: dict) -> str:
             before = await counters(session, llama)
-            async with session.post(f"{base}{path}", json={**body, "max_tokens": 16} if "max_tokens" in body else body) as response:
+            async with session.post(
+                f"{base}{path}", json={**body, "max_tokens": 16} if "max_tokens" in body else body
+            ) as response:
                 text = await response.text()
                 status = response.status
             after = await counters(session, llama)
-            rows.append({"request": label, "status": status, "processed": after[0] - before[0], "reused": after[1] - before[1]})
+            rows.append(
+                {"request": label, "status": status, "processed": after[0] - before[0], "reused": after[1] - before[1]}
+            )
             return text
 
         for name, prompt in (("A", "list the files here"), ("B", "explain the build script")):
             first = cc.main_turn(prompt, stream=False)
-            title = asyncio.create_task(post(f"{name} title", "/v1/messages", {**cc.title_request(prompt), "stream": False}))
+            title = asyncio.create_task(
+                post(f"{name} title", "/v1/messages", {**cc.title_request(prompt), "stream": False})
+            )
             await asyncio.sleep(0.05)
             turn = asyncio.create_task(post(f"{name} turn 1", "/v1/messages", first))
-            counts = [post(f"{name} count_tokens", "/v1/messages/count_tokens", cc.count_tokens_request(i)) for i in range(3)]
+            counts = [
+                post(f"{name} count_tokens", "/v1/messages/count_tokens", cc.count_tokens_request(i)) for i in range(3)
+            ]
             await asyncio.gather(title, turn, *counts)
             await post(f"{name} turn 2", "/v1/messages", second_turn(first, "Here they are.", "and the hidden ones?"))
     return rows
@@ -79,7 +92,9 @@ async def run() -> dict:
                 plugins = load_plugins()
                 registry, rules = plugins.registry()
                 config = load_config(None, registry, Overrides(upstream_url=llama.url), rules)
-                runner = web.AppRunner(build_app(config, registry, plugins=plugins, plugin_rules=rules), handler_cancellation=True)
+                runner = web.AppRunner(
+                    build_app(config, registry, plugins=plugins, plugin_rules=rules), handler_cancellation=True
+                )
                 await runner.setup()
                 port = free_port()
                 await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -98,7 +113,9 @@ def main() -> int:
         print(f"\n{path}: prompt tokens llama-server processed (new) and reused from its cache")
         for row in rows:
             if row["processed"] or row["reused"] or row["request"].endswith(("turn 1", "turn 2")):
-                print(f"  {row['request']:18} status {row['status']}  new {row['processed']:7.0f}  reused {row['reused']:7.0f}")
+                print(
+                    f"  {row['request']:18} status {row['status']}  new {row['processed']:7.0f}  reused {row['reused']:7.0f}"
+                )
         total = sum(r["processed"] for r in rows)
         print(f"  total new prompt tokens: {total:.0f}")
     write_result("llama_work", {"command": "python bench/llama_work.py", **results})

@@ -44,7 +44,9 @@ def serve(port: int, target: str) -> None:
                 self._send(200, b'{"input_tokens": 100}', {"Content-Type": "application/json"})
                 return
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length", "connection")}
+            headers = {
+                k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length", "connection")
+            }
             request_id = next(counter)
             requests.put((request_id, "POST", self.path, headers, body))
             while True:  # the article's polling loop

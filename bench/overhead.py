@@ -65,16 +65,27 @@ async def measure(paths: dict[str, str], rounds: int, body: bytes) -> dict[str, 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=100)
-    parser.add_argument("--interval", type=float, default=0.001, help="seconds between streamed events (default 1 ms: 1000 tokens/s)")
+    parser.add_argument(
+        "--interval", type=float, default=0.001, help="seconds between streamed events (default 1 ms: 1000 tokens/s)"
+    )
     parser.add_argument("--body-bytes", type=int, default=50_000, help="request body size (default 50 KB)")
     args = parser.parse_args()
     up, router, naive, bare, lean, relay = (free_port() for _ in range(6))
     report = {}
-    with upstream_process(up, 500, args.interval), router_process(router, up), naive_proxy_process(naive, up), \
-            floor_process("bare_aiohttp", bare, up), floor_process("aiohttp_lean_client", lean, up), floor_process("tcp_relay", relay, up):
+    with (
+        upstream_process(up, 500, args.interval),
+        router_process(router, up),
+        naive_proxy_process(naive, up),
+        floor_process("bare_aiohttp", bare, up),
+        floor_process("aiohttp_lean_client", lean, up),
+        floor_process("tcp_relay", relay, up),
+    ):
         paths = {
-            "direct": f"http://127.0.0.1:{up}", "ghost-router": f"http://127.0.0.1:{router}", "naive proxy": f"http://127.0.0.1:{naive}",
-            "floor: bare aiohttp proxy": f"http://127.0.0.1:{bare}", "floor: aiohttp + lean client": f"http://127.0.0.1:{lean}",
+            "direct": f"http://127.0.0.1:{up}",
+            "ghost-router": f"http://127.0.0.1:{router}",
+            "naive proxy": f"http://127.0.0.1:{naive}",
+            "floor: bare aiohttp proxy": f"http://127.0.0.1:{bare}",
+            "floor: aiohttp + lean client": f"http://127.0.0.1:{lean}",
             "floor: tcp relay": f"http://127.0.0.1:{relay}",
         }
         for stream in (True, False):
@@ -90,9 +101,13 @@ def main() -> int:
                 added = ttfb["median"] - direct["ttfb"]["median"]
                 ratio = total["median"] / direct["total"]["median"]
                 report[kind][name] = {"ttfb": ttfb, "total": total, "ttfb_added_ms": added, "total_ratio": ratio}
-                print(f"{name:26} {ttfb['median']:8.2f} [{ttfb['p10']:6.2f}-{ttfb['p90']:6.2f}] {total['median']:9.2f} [{total['p10']:7.2f}-{total['p90']:7.2f}] {added:+10.2f} {ratio:11.3f}")
+                print(
+                    f"{name:26} {ttfb['median']:8.2f} [{ttfb['p10']:6.2f}-{ttfb['p90']:6.2f}] {total['median']:9.2f} [{total['p10']:7.2f}-{total['p90']:7.2f}] {added:+10.2f} {ratio:11.3f}"
+                )
     report["body_bytes"] = len(body)
-    report["command"] = f"python bench/overhead.py --rounds {args.rounds} --interval {args.interval}" + (f" --body-bytes {args.body_bytes}" if args.body_bytes != 50_000 else "")
+    report["command"] = f"python bench/overhead.py --rounds {args.rounds} --interval {args.interval}" + (
+        f" --body-bytes {args.body_bytes}" if args.body_bytes != 50_000 else ""
+    )
     write_result("overhead", report)
     return 0
 

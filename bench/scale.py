@@ -27,7 +27,14 @@ SIZES = [1_000, 10_000, 100_000, 500_000, 1_000_000, 2_000_000]
 
 
 def body(size: int, stream: bool = False) -> bytes:
-    return json.dumps({"model": "local-model", "max_tokens": 10, "stream": stream, "messages": [{"role": "user", "content": "word " * (size // 5)}]}).encode()
+    return json.dumps(
+        {
+            "model": "local-model",
+            "max_tokens": 10,
+            "stream": stream,
+            "messages": [{"role": "user", "content": "word " * (size // 5)}],
+        }
+    ).encode()
 
 
 async def timed(session: aiohttp.ClientSession, url: str, data: bytes) -> float:
@@ -59,8 +66,17 @@ async def run(direct: str, router: str, rounds: int) -> list[dict]:
                 forward["shaped_direct"].append(await timed(session, f"{direct}/v1/messages", shaped))
                 forward["shaped_router"].append(await timed(session, f"{router}/v1/messages", shaped))
             med = {k: statistics.median(v) * 1000 for k, v in forward.items()}
-            rows.append({"bytes": len(data), "direct_ms": med["direct"], "router_ms": med["router"], "estimate_ms": med["estimate"], "rewritten_bytes": len(shaped),
-                         "forward_added_ms": paired(forward["router"], forward["direct"]), "rewritten_added_ms": paired(forward["shaped_router"], forward["shaped_direct"])})
+            rows.append(
+                {
+                    "bytes": len(data),
+                    "direct_ms": med["direct"],
+                    "router_ms": med["router"],
+                    "estimate_ms": med["estimate"],
+                    "rewritten_bytes": len(shaped),
+                    "forward_added_ms": paired(forward["router"], forward["direct"]),
+                    "rewritten_added_ms": paired(forward["shaped_router"], forward["shaped_direct"]),
+                }
+            )
     return rows
 
 
@@ -71,15 +87,27 @@ def main() -> int:
     up, router = free_port(), free_port()
     with upstream_process(up, 5, 0.0), router_process(router, up):
         rows = asyncio.run(run(f"http://127.0.0.1:{up}", f"http://127.0.0.1:{router}", args.rounds))
-    print(f"{'body':>10} {'direct':>9} {'router':>9} {'added':>9} {'added/MB':>9} {'estimate':>9} {'rewritten':>10} {'added':>9}   (ms, medians of {args.rounds})")
+    print(
+        f"{'body':>10} {'direct':>9} {'router':>9} {'added':>9} {'added/MB':>9} {'estimate':>9} {'rewritten':>10} {'added':>9}   (ms, medians of {args.rounds})"
+    )
     for row in rows:
         per_mb = row["forward_added_ms"] / (row["bytes"] / 1e6)
-        print(f"{row['bytes']:>10} {row['direct_ms']:9.2f} {row['router_ms']:9.2f} {row['forward_added_ms']:9.2f} {per_mb:9.2f} {row['estimate_ms']:9.2f} {row['rewritten_bytes']:>10} {row['rewritten_added_ms']:9.2f}")
+        print(
+            f"{row['bytes']:>10} {row['direct_ms']:9.2f} {row['router_ms']:9.2f} {row['forward_added_ms']:9.2f} {per_mb:9.2f} {row['estimate_ms']:9.2f} {row['rewritten_bytes']:>10} {row['rewritten_added_ms']:9.2f}"
+        )
     big, half = rows[-1], rows[-2]
     growth = big["forward_added_ms"] / half["forward_added_ms"]
     rewritten_growth = big["rewritten_added_ms"] / half["rewritten_added_ms"]
     print(f"added cost 2 MB / 1 MB = {growth:.2f}, rewritten {rewritten_growth:.2f} (2.0 is linear)")
-    write_result("scale", {"command": f"python bench/scale.py --rounds {args.rounds}", "rows": rows, "growth_2mb_over_1mb": growth, "rewritten_growth_2mb_over_1mb": rewritten_growth})
+    write_result(
+        "scale",
+        {
+            "command": f"python bench/scale.py --rounds {args.rounds}",
+            "rows": rows,
+            "growth_2mb_over_1mb": growth,
+            "rewritten_growth_2mb_over_1mb": rewritten_growth,
+        },
+    )
     return 0
 
 

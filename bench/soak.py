@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import sys
 import time
 from contextlib import ExitStack
@@ -36,7 +35,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import free_port, router_process, rss_and_fds, upstream_process, write_result  # noqa: E402
 from tests import claude_code_shapes as cc  # noqa: E402
 
-CYCLE = ["title", "count", "turn-stream", "probe", "turn-json", "title", "turn-stream", "count", "abandon", "turn-stream"]
+CYCLE = [
+    "title",
+    "count",
+    "turn-stream",
+    "probe",
+    "turn-json",
+    "title",
+    "turn-stream",
+    "count",
+    "abandon",
+    "turn-stream",
+]
 MAX_REQUESTS = 2_000_000  # a bound on top of the time limit
 
 
@@ -61,13 +71,17 @@ class Tally:
 async def one(session: aiohttp.ClientSession, url: str, kind: str, request_id: str, tally: Tally) -> None:
     tally.count(kind)
     if kind == "title":
-        async with session.post(f"{url}/v1/messages", json=cc.title_request(f"session {request_id}"), headers=cc.headers()) as response:
+        async with session.post(
+            f"{url}/v1/messages", json=cc.title_request(f"session {request_id}"), headers=cc.headers()
+        ) as response:
             text = await response.text()  # streamed, as Claude Code asks for it
             if response.status != 200 or '\\"title\\"' not in text or "message_stop" not in text:
                 tally.fail(f"{kind} {request_id}: {response.status} {text[:200]}")
         return
     if kind == "count":
-        async with session.post(f"{url}/v1/messages/count_tokens", json=cc.count_tokens_request(3), headers=cc.headers()) as response:
+        async with session.post(
+            f"{url}/v1/messages/count_tokens", json=cc.count_tokens_request(3), headers=cc.headers()
+        ) as response:
             body = await response.json()
             if response.status != 200 or not isinstance(body.get("input_tokens"), int):
                 tally.fail(f"{kind} {request_id}: {response.status} {body}")
@@ -78,7 +92,12 @@ async def one(session: aiohttp.ClientSession, url: str, kind: str, request_id: s
                 tally.fail(f"{kind}: {response.status}")
         return
     stream = kind != "turn-json"
-    body = {"model": "claude-sonnet-4-5", "max_tokens": 64, "stream": stream, "messages": [{"role": "user", "content": request_id}]}
+    body = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 64,
+        "stream": stream,
+        "messages": [{"role": "user", "content": request_id}],
+    }
     async with session.post(f"{url}/v1/messages", json=body, headers=cc.headers()) as response:
         if kind == "abandon":
             await response.content.readline()  # the first line of the stream, then hang up
@@ -88,7 +107,9 @@ async def one(session: aiohttp.ClientSession, url: str, kind: str, request_id: s
         text = await response.text()
         complete = "message_stop" in text if stream else text.rstrip().endswith("}")
         if response.status != 200 or not complete or request_id not in text:
-            tally.fail(f"{kind} {request_id}: status {response.status}, complete {complete}, own id {request_id in text}")
+            tally.fail(
+                f"{kind} {request_id}: status {response.status}, complete {complete}, own id {request_id in text}"
+            )
         else:
             tally.completed_ids.add(request_id)
 
@@ -106,7 +127,7 @@ async def soak(url: str, pid: int, seconds: float, concurrency: int, upstreams: 
                 return
             try:
                 await one(session, url, CYCLE[step % len(CYCLE)], f"req-{n:08d}", tally)
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
                 tally.fail(f"{CYCLE[step % len(CYCLE)]} req-{n:08d}: {type(exc).__name__}: {exc}")
 
     async def sampler(session: aiohttp.ClientSession) -> None:
@@ -116,9 +137,18 @@ async def soak(url: str, pid: int, seconds: float, concurrency: int, upstreams: 
             async with session.get(f"{url}/_router/status") as response:
                 status = await response.json()
             rss, fds = rss_and_fds(pid)
-            sample = {"seconds": round(time.monotonic() - started, 1), "requests": status["requests"], "rss_kib": rss, "fds": fds, "tasks": status["tasks"]}
+            sample = {
+                "seconds": round(time.monotonic() - started, 1),
+                "requests": status["requests"],
+                "rss_kib": rss,
+                "fds": fds,
+                "tasks": status["tasks"],
+            }
             samples.append(sample)
-            print(f"{sample['seconds']:>7.1f}s {sample['requests']:>8} requests: RSS {rss / 1024:.1f} MiB, {fds} descriptors, {status['tasks']} tasks", flush=True)
+            print(
+                f"{sample['seconds']:>7.1f}s {sample['requests']:>8} requests: RSS {rss / 1024:.1f} MiB, {fds} descriptors, {status['tasks']} tasks",
+                flush=True,
+            )
 
     timeout = aiohttp.ClientTimeout(total=120)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency + 2), timeout=timeout) as session:
@@ -170,24 +200,41 @@ def main() -> int:
         for port in ports:
             stack.enter_context(upstream_process(port, args.events, 0.002))
         proc = stack.enter_context(router_process(router, ",".join(upstreams)))
-        result = asyncio.run(soak(f"http://127.0.0.1:{router}", proc.pid, args.minutes * 60, args.concurrency, upstreams))
+        result = asyncio.run(
+            soak(f"http://127.0.0.1:{router}", proc.pid, args.minutes * 60, args.concurrency, upstreams)
+        )
     verdict = check(result)
     tally: Tally = result["tally"]
     total = sum(v for k, v in tally.sent.items() if k != "failed")
     forwarded = [stats["requests"] for stats in result["upstreams"]]
-    print(f"\n{total} requests in {args.minutes:g} min ({total / (args.minutes * 60):.0f}/s): {dict(sorted(tally.sent.items()))}")
-    print(f"turns answered completely {len(tally.completed_ids)}, abandoned by the client {len(tally.abandoned_ids)}; per upstream server: {forwarded}")
-    print(f"RSS {verdict['first']['rss_kib'] / 1024:.1f} -> {verdict['last']['rss_kib'] / 1024:.1f} MiB ({verdict['rss_growth']:+.1%}), "
-          f"descriptors {verdict['first']['fds']} -> {verdict['last']['fds']}, tasks {verdict['first']['tasks']} -> {verdict['last']['tasks']}")
+    print(
+        f"\n{total} requests in {args.minutes:g} min ({total / (args.minutes * 60):.0f}/s): {dict(sorted(tally.sent.items()))}"
+    )
+    print(
+        f"turns answered completely {len(tally.completed_ids)}, abandoned by the client {len(tally.abandoned_ids)}; per upstream server: {forwarded}"
+    )
+    print(
+        f"RSS {verdict['first']['rss_kib'] / 1024:.1f} -> {verdict['last']['rss_kib'] / 1024:.1f} MiB ({verdict['rss_growth']:+.1%}), "
+        f"descriptors {verdict['first']['fds']} -> {verdict['last']['fds']}, tasks {verdict['first']['tasks']} -> {verdict['last']['tasks']}"
+    )
     for name, value in verdict["checks"].items():
         print(f"  {'ok  ' if value == 0 else 'FAIL'} {name}: {value}")
     for failure in tally.failures[:10]:
         print(f"  failure: {failure}")
-    write_result("soak", {
-        "command": f"python bench/soak.py --minutes {args.minutes:g} --concurrency {args.concurrency} --servers {args.servers}",
-        "requests": total, "sent": tally.sent, "completed": len(tally.completed_ids), "abandoned": len(tally.abandoned_ids),
-        "per_server": forwarded, "checks": verdict["checks"], "rss_growth": verdict["rss_growth"], "samples": result["samples"],
-    })
+    write_result(
+        "soak",
+        {
+            "command": f"python bench/soak.py --minutes {args.minutes:g} --concurrency {args.concurrency} --servers {args.servers}",
+            "requests": total,
+            "sent": tally.sent,
+            "completed": len(tally.completed_ids),
+            "abandoned": len(tally.abandoned_ids),
+            "per_server": forwarded,
+            "checks": verdict["checks"],
+            "rss_growth": verdict["rss_growth"],
+            "samples": result["samples"],
+        },
+    )
     return 1 if any(verdict["checks"].values()) else 0
 
 

@@ -82,8 +82,10 @@ def main(argv: list[str]) -> int:
         errors.append(error)
         print(f"{label[:58]:58} {real:7d} {estimate:8d} {error:+7.1%}")
     absolute = [abs(e) for e in errors]
-    print(f"\n{len(errors)} bodies: median error {statistics.median(errors):+.1%}, "
-          f"median |error| {statistics.median(absolute):.1%}, worst |error| {max(absolute):.1%}")
+    print(
+        f"\n{len(errors)} bodies: median error {statistics.median(errors):+.1%}, "
+        f"median |error| {statistics.median(absolute):.1%}, worst |error| {max(absolute):.1%}"
+    )
     return 0
 
 

@@ -11,20 +11,28 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
-from aiohttp import web
-from multidict import CIMultiDictProxy
-
-from router.errors import BadRequest, RouterError
-from router.exchange import Exchange, RequestView
-from router.hookspecs import hookimpl
-from router.jsonutil import dumps
-from router.lazybody import LazyBody
-from router.protocols.base import Protocol, Reply, client_from_user_agent, send_event_stream
-from router.registry import MatcherSpec, Test
-from router.rules.globs import compile_glob
-from router.tokens import estimate_tokens, quick_estimate
+from router.api import (
+    Answer,
+    BadRequest,
+    Headers,
+    MatcherSpec,
+    Protocol,
+    Reply,
+    Request,
+    RequestView,
+    RouterError,
+    Test,
+    client_from_user_agent,
+    compile_glob,
+    dumps,
+    dumps_bytes,
+    estimate_tokens,
+    hookimpl,
+    quick_estimate,
+)
 
 METADATA_HEADER = "x-codex-turn-metadata"
 
@@ -34,7 +42,11 @@ def item_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") in ("input_text", "output_text", "text"))
+        return "\n".join(
+            p.get("text", "")
+            for p in content
+            if isinstance(p, dict) and p.get("type") in ("input_text", "output_text", "text")
+        )
     return ""
 
 
@@ -52,7 +64,7 @@ class OpenAIResponses(Protocol):
         """POST /v1/responses."""
         return "responses" if method == "POST" and path.rstrip("/") in ("/v1/responses", "/responses") else None
 
-    def parse(self, kind: str, body: Any, headers: CIMultiDictProxy[str]) -> tuple[RequestView, str]:
+    def parse(self, kind: str, body: Any, headers: Headers) -> tuple[RequestView, str]:
         """Instructions and system/developer items are the system text; the last user item is the user text."""
         if not isinstance(body, dict):
             raise BadRequest("body: expected a JSON object")
@@ -80,8 +92,19 @@ class OpenAIResponses(Protocol):
         if not isinstance(stream, bool):
             raise BadRequest("stream: expected a boolean")
         limit = body.get("max_output_tokens")
-        view = RequestView(model=body["model"], system="\n".join(system), user=user, tool_names=names, stream=stream,
-                           max_tokens=limit if isinstance(limit, int) else None)
+        fmt = (body.get("text") or {}).get("format") if isinstance(body.get("text"), dict) else None
+        structured = isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "json_object")
+        schema = fmt.get("schema") if structured and isinstance(fmt, dict) else None
+        view = RequestView(
+            model=body["model"],
+            system="\n".join(system),
+            user=user,
+            tool_names=names,
+            stream=stream,
+            max_tokens=limit if isinstance(limit, int) else None,
+            json_requested=structured,
+            output_schema=schema if isinstance(schema, dict) else None,
+        )
         return view, client_from_user_agent(headers, "openai")
 
     def _error(self, error: RouterError) -> tuple[int, dict[str, Any]]:
@@ -89,57 +112,72 @@ class OpenAIResponses(Protocol):
         kind = "server_error" if status >= 500 else "invalid_request_error"
         return status, {"error": {"message": error.message, "type": kind, "param": None, "code": error.error_type}}
 
-    def error_response(self, error: RouterError, request_id: str) -> web.Response:
+    def error_answer(self, error: RouterError, request_id: str) -> Answer:
         """`{"error": {...}}` as the Responses API returns it."""
         status, body = self._error(error)
-        return web.Response(status=status, text=dumps(body), content_type="application/json", headers={"x-request-id": request_id})
+        return Answer.json(dumps_bytes(body), status, (("x-request-id", request_id),))
 
     def sse_error_event(self, error: RouterError) -> bytes:
         """A `response.failed` event: Codex reports it and ends the turn."""
-        failed = {"response": {"id": f"resp_ghost{secrets.token_hex(8)}", "object": "response", "status": "failed",
-                               "error": {"code": error.error_type or "server_error", "message": error.message}, "output": []}}
+        failed = {
+            "response": {
+                "id": f"resp_ghost{secrets.token_hex(8)}",
+                "object": "response",
+                "status": "failed",
+                "error": {"code": error.error_type or "server_error", "message": error.message},
+                "output": [],
+            }
+        }
         return _sse("response.failed", failed).encode()
 
     def sse_keepalive_event(self) -> bytes:
         """An SSE comment line."""
         return b": ping\n\n"
 
-    def wants_json(self, ex: Exchange) -> bool:
-        """`text.format` of type json_schema or json_object."""
-        fmt = ((ex.body or {}).get("text") or {}).get("format") or {}
-        return isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "json_object")
-
-    def output_schema(self, ex: Exchange) -> dict[str, Any] | None:
-        """text.format.schema."""
-        fmt = ((ex.body or {}).get("text") or {}).get("format") or {}
-        return fmt.get("schema") if isinstance(fmt, dict) and isinstance(fmt.get("schema"), dict) else None
-
     @staticmethod
-    def _response(ex: Exchange, ids: tuple[str, str], text: str | None, status: str) -> dict[str, Any]:
+    def _response(request: Request, ids: tuple[str, str], text: str | None, status: str) -> dict[str, Any]:
         response_id, item_id = ids
         output = []
         if text is not None:
-            output = [{"type": "message", "id": item_id, "status": "completed", "role": "assistant",
-                       "content": [{"type": "output_text", "text": text, "annotations": []}]}]
-        prompt, completion = quick_estimate(len(ex.raw)), estimate_tokens(text or "")
+            output = [
+                {
+                    "type": "message",
+                    "id": item_id,
+                    "status": "completed",
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": text, "annotations": []}],
+                }
+            ]
+        prompt, completion = quick_estimate(len(request.raw)), estimate_tokens(text or "")
         return {
-            "id": response_id, "object": "response", "created_at": int(time.time()), "status": status, "model": ex.view.model,
-            "output": output, "error": None, "incomplete_details": None,
-            "usage": {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": completion,
-                      "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": prompt + completion},
+            "id": response_id,
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": status,
+            "model": request.view.model,
+            "output": output,
+            "error": None,
+            "incomplete_details": None,
+            "usage": {
+                "input_tokens": prompt,
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens": completion,
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": prompt + completion,
+            },
         }
 
-    async def send_reply(self, ex: Exchange, reply: Reply) -> web.StreamResponse:
+    def reply(self, request: Request, reply: Reply) -> Answer:
         """A response object, or the typed event sequence ending in `response.completed`."""
         ids = (f"resp_ghost{secrets.token_hex(8)}", f"msg_ghost{secrets.token_hex(8)}")
-        if not ex.view.stream:
-            return web.json_response(self._response(ex, ids, reply.text, "completed"), dumps=dumps)
-        started = {**self._response(ex, ids, None, "in_progress"), "usage": None}
+        if not request.view.stream:
+            return Answer.json(dumps_bytes(self._response(request, ids, reply.text, "completed")))
+        started = {**self._response(request, ids, None, "in_progress"), "usage": None}
         item = {"type": "message", "id": ids[1], "status": "in_progress", "role": "assistant", "content": []}
         part = {"type": "output_text", "text": "", "annotations": []}
         done_part = {**part, "text": reply.text}
         where = {"item_id": ids[1], "output_index": 0, "content_index": 0}
-        events = [
+        events: list[tuple[str, dict[str, Any]]] = [
             ("response.created", {"response": started}),
             ("response.in_progress", {"response": started}),
             ("response.output_item.added", {"output_index": 0, "item": item}),
@@ -147,24 +185,31 @@ class OpenAIResponses(Protocol):
             ("response.output_text.delta", {**where, "delta": reply.text}),
             ("response.output_text.done", {**where, "text": reply.text}),
             ("response.content_part.done", {**where, "part": done_part}),
-            ("response.output_item.done", {"output_index": 0, "item": {**item, "status": "completed", "content": [done_part]}}),
-            ("response.completed", {"response": self._response(ex, ids, reply.text, "completed")}),
+            (
+                "response.output_item.done",
+                {"output_index": 0, "item": {**item, "status": "completed", "content": [done_part]}},
+            ),
+            ("response.completed", {"response": self._response(request, ids, reply.text, "completed")}),
         ]
-        payload = "".join(_sse(name, {**data, "sequence_number": number}) for number, (name, data) in enumerate(events)).encode()
-        return await send_event_stream(ex, payload)
+        payload = "".join(_sse(name, {**data, "sequence_number": number}) for number, (name, data) in enumerate(events))
+        return Answer.events(payload.encode())
 
-    def text_for_counting(self, ex: Exchange) -> str:
+    def text_for_counting(self, request: Request) -> str:
         """Instructions, every input item and the tool definitions."""
-        body = ex.body or {}
-        parts = [ex.view.system] + [item_text(i.get("content")) for i in body.get("input", []) if isinstance(i, dict) and i.get("role") == "user"]
+        body = request.body or {}
+        parts = [request.view.system] + [
+            item_text(i.get("content"))
+            for i in body.get("input", [])
+            if isinstance(i, dict) and i.get("role") == "user"
+        ]
         parts += [dumps(t) for t in body.get("tools") or []]
         return "\n".join(p for p in parts if p)
 
-    def cap_max_tokens(self, body: dict[str, Any], cap: int) -> bool:
+    def cap_max_tokens(self, doc: dict[str, Any], cap: int) -> bool:
         """Set max_output_tokens to at most CAP."""
-        if isinstance(body.get("max_output_tokens"), int) and body["max_output_tokens"] <= cap:
+        if isinstance(doc.get("max_output_tokens"), int) and doc["max_output_tokens"] <= cap:
             return False
-        body["max_output_tokens"] = cap
+        doc["max_output_tokens"] = cap
         return True
 
 
@@ -172,11 +217,10 @@ def codex_turn(value: dict[str, str]) -> Test:
     """Fields of the `x-codex-turn-metadata` header (or body client_metadata) against globs."""
     globs = {field: compile_glob(pattern) for field, pattern in value.items()}
 
-    def test(ex: Exchange) -> bool:
-        raw = ex.headers.get(METADATA_HEADER)
-        fields = ex.fields  # not ex.body: this runs for every request, and must not decode whole bodies
-        if raw is None and isinstance(fields, (dict, LazyBody)):
-            metadata = fields.get("client_metadata")
+    def test(request: Request) -> bool:
+        raw = request.headers.get(METADATA_HEADER)
+        if raw is None and isinstance(request.body, dict):
+            metadata = request.body.get("client_metadata")
             raw = metadata.get(METADATA_HEADER) if isinstance(metadata, dict) else None
         if not raw:  # no metadata: no field can match (every codex_turn names at least one)
             return False
@@ -184,7 +228,9 @@ def codex_turn(value: dict[str, str]) -> Test:
             metadata = json.loads(raw)
         except ValueError:
             return False
-        return isinstance(metadata, dict) and all(isinstance(metadata.get(f), str) and g.match(metadata[f]) for f, g in globs.items())
+        return isinstance(metadata, dict) and all(
+            isinstance(metadata.get(f), str) and g.match(metadata[f]) for f, g in globs.items()
+        )
 
     return test
 
@@ -214,7 +260,12 @@ def register_protocols(register: Callable[[Protocol], None]) -> None:
 @hookimpl
 def register_matchers(register: Callable[[MatcherSpec], None]) -> None:
     """`codex_turn: {field: glob}` over x-codex-turn-metadata."""
-    schema = {"type": "object", "additionalProperties": {"type": "string"}, "minProperties": 1, "description": "{request_kind|thread_source|...: glob}"}
+    schema = {
+        "type": "object",
+        "additionalProperties": {"type": "string"},
+        "minProperties": 1,
+        "description": "{request_kind|thread_source|...: glob}",
+    }
     register(MatcherSpec("codex_turn", schema, codex_turn, "fields of Codex's x-codex-turn-metadata header"))
 
 

@@ -13,27 +13,46 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
-from aiohttp import web
-from multidict import CIMultiDictProxy
-
-from router.errors import BadRequest, RouterError
-from router.exchange import Exchange, RequestView
-from router.hookspecs import hookimpl
-from router.jsonutil import dumps
-from router.protocols.base import Protocol, Reply, client_from_user_agent, send_event_stream
-from router.tokens import estimate_tokens, quick_estimate
+from router.api import (
+    Answer,
+    BadRequest,
+    Headers,
+    Protocol,
+    Reply,
+    Request,
+    RequestView,
+    RouterError,
+    client_from_user_agent,
+    dumps,
+    dumps_bytes,
+    estimate_tokens,
+    hookimpl,
+    quick_estimate,
+)
 
 _PATH = re.compile(r"^/v1(?:beta|alpha)?/models/([^/:]+):(generateContent|streamGenerateContent|countTokens)$")
-STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND", 413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    413: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
 
 
 def parts_text(content: Any) -> str:
     """The text parts of a Gemini content object."""
     if not isinstance(content, dict):
         return ""
-    return "\n".join(p.get("text", "") for p in content.get("parts") or [] if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return "\n".join(
+        p.get("text", "") for p in content.get("parts") or [] if isinstance(p, dict) and isinstance(p.get("text"), str)
+    )
 
 
 class GeminiGenerate(Protocol):
@@ -48,9 +67,11 @@ class GeminiGenerate(Protocol):
         if not match:
             return None
         model, verb = match.groups()
-        return {"generateContent": f"generate:{model}", "streamGenerateContent": f"stream:{model}"}.get(verb, "count_tokens")
+        return {"generateContent": f"generate:{model}", "streamGenerateContent": f"stream:{model}"}.get(
+            verb, "count_tokens"
+        )
 
-    def parse(self, kind: str, body: Any, headers: CIMultiDictProxy[str]) -> tuple[RequestView, str]:
+    def parse(self, kind: str, body: Any, headers: Headers) -> tuple[RequestView, str]:
         """systemInstruction is the system text; the last user content is the user text."""
         if not isinstance(body, dict):
             raise BadRequest("body: expected a JSON object")
@@ -66,86 +87,105 @@ class GeminiGenerate(Protocol):
         tools = body.get("tools") or []
         if not isinstance(tools, list):
             raise BadRequest("tools: expected an array")
-        names = tuple(str(d.get("name", "")) for t in tools if isinstance(t, dict) for d in t.get("functionDeclarations") or [] if isinstance(d, dict))
+        names = tuple(
+            str(d.get("name", ""))
+            for t in tools
+            if isinstance(t, dict)
+            for d in t.get("functionDeclarations") or []
+            if isinstance(d, dict)
+        )
         config = body.get("generationConfig") or {}
         limit = config.get("maxOutputTokens") if isinstance(config, dict) else None
         model = kind.split(":", 1)[1] if ":" in kind else None
-        view = RequestView(model=model, system=parts_text(body.get("systemInstruction")), user=user, tool_names=names,
-                           stream=kind.startswith("stream:"), max_tokens=limit if isinstance(limit, int) else None)
+        structured = isinstance(config, dict) and config.get("responseMimeType") == "application/json"
+        schema = (config.get("responseJsonSchema") or config.get("responseSchema")) if structured else None
+        view = RequestView(
+            model=model,
+            system=parts_text(body.get("systemInstruction")),
+            user=user,
+            tool_names=names,
+            stream=kind.startswith("stream:"),
+            max_tokens=limit if isinstance(limit, int) else None,
+            json_requested=structured,
+            output_schema=schema if isinstance(schema, dict) else None,
+        )
         return view, client_from_user_agent(headers, "gemini")
 
     def _error(self, error: RouterError) -> tuple[int, dict[str, Any]]:
         status = 503 if error.status == 529 else error.status
-        return status, {"error": {"code": status, "message": error.message, "status": STATUS_NAMES.get(status, "INTERNAL")}}
+        return status, {
+            "error": {"code": status, "message": error.message, "status": STATUS_NAMES.get(status, "INTERNAL")}
+        }
 
-    def error_response(self, error: RouterError, request_id: str) -> web.Response:
+    def error_answer(self, error: RouterError, request_id: str) -> Answer:
         """`{"error": {"code", "message", "status"}}`."""
         status, body = self._error(error)
-        return web.Response(status=status, text=dumps(body), content_type="application/json")
+        return Answer.json(dumps_bytes(body), status)
 
     def sse_error_event(self, error: RouterError) -> bytes:
         """The error object as one SSE data line."""
         return f"data: {dumps(self._error(error)[1])}\r\n\r\n".encode()
 
-    def wants_json(self, ex: Exchange) -> bool:
-        """generationConfig.responseMimeType application/json."""
-        config = (ex.body or {}).get("generationConfig") or {}
-        return isinstance(config, dict) and config.get("responseMimeType") == "application/json"
-
-    def output_schema(self, ex: Exchange) -> dict[str, Any] | None:
-        """responseJsonSchema (or responseSchema)."""
-        config = (ex.body or {}).get("generationConfig") or {}
-        schema = config.get("responseJsonSchema") or config.get("responseSchema") if isinstance(config, dict) else None
-        return schema if isinstance(schema, dict) else None
-
-    def _candidate(self, ex: Exchange, reply: Reply) -> dict[str, Any]:
-        prompt, answer = quick_estimate(len(ex.raw)), estimate_tokens(reply.text)
+    def _candidate(self, request: Request, reply: Reply) -> dict[str, Any]:
+        prompt, answer = quick_estimate(len(request.raw)), estimate_tokens(reply.text)
         return {
-            "candidates": [{"content": {"parts": [{"text": reply.text}], "role": "model"}, "finishReason": reply.stop_reason, "index": 0}],
-            "usageMetadata": {"promptTokenCount": prompt, "candidatesTokenCount": answer, "totalTokenCount": prompt + answer},
-            "modelVersion": ex.view.model or "ghost-router",
+            "candidates": [
+                {
+                    "content": {"parts": [{"text": reply.text}], "role": "model"},
+                    "finishReason": reply.stop_reason,
+                    "index": 0,
+                }
+            ],
+            "usageMetadata": {
+                "promptTokenCount": prompt,
+                "candidatesTokenCount": answer,
+                "totalTokenCount": prompt + answer,
+            },
+            "modelVersion": request.view.model or "ghost-router",
             "responseId": f"ghost{secrets.token_hex(8)}",
         }
 
-    async def send_reply(self, ex: Exchange, reply: Reply) -> web.StreamResponse:
+    def reply(self, request: Request, reply: Reply) -> Answer:
         """One GenerateContentResponse, as JSON or as one SSE data event."""
-        if not ex.view.stream:
-            return web.json_response(self._candidate(ex, reply), dumps=dumps)
-        payload = f"data: {dumps(self._candidate(ex, reply))}\r\n\r\n".encode()
-        return await send_event_stream(ex, payload)
+        if not request.view.stream:
+            return Answer.json(dumps_bytes(self._candidate(request, reply)))
+        return Answer.events(f"data: {dumps(self._candidate(request, reply))}\r\n\r\n".encode())
 
-    def count_response(self, ex: Exchange, tokens: int) -> web.Response:
+    def count_answer(self, request: Request, tokens: int) -> Answer:
         """`{"totalTokens": N}`."""
-        return web.json_response({"totalTokens": tokens})
+        return Answer.json(dumps_bytes({"totalTokens": tokens}))
 
-    def text_for_counting(self, ex: Exchange) -> str:
+    def text_for_counting(self, request: Request) -> str:
         """System instruction, every content's parts and the tool declarations."""
-        body = ex.body or {}
+        body = request.body or {}
         inner = body.get("generateContentRequest") or body
-        parts = [parts_text(inner.get("systemInstruction"))] + [dumps(c.get("parts", [])) for c in inner.get("contents", []) if isinstance(c, dict)]
+        parts = [parts_text(inner.get("systemInstruction"))] + [
+            dumps(c.get("parts", [])) for c in inner.get("contents", []) if isinstance(c, dict)
+        ]
         parts += [dumps(t) for t in inner.get("tools") or []]
         return "\n".join(p for p in parts if p)
 
-    def set_model(self, body: dict[str, Any], model: str) -> bool:
+    def set_model(self, doc: dict[str, Any], model: str) -> bool:
         """The model is in the path, not the body: left as the client named it."""
         return False
 
-    def cap_max_tokens(self, body: dict[str, Any], cap: int) -> bool:
+    def cap_max_tokens(self, doc: dict[str, Any], cap: int) -> bool:
         """Set generationConfig.maxOutputTokens to at most CAP."""
-        config = body.setdefault("generationConfig", {})
+        config = doc.get("generationConfig")
+        config = config if isinstance(config, dict) else {}
         if isinstance(config.get("maxOutputTokens"), int) and config["maxOutputTokens"] <= cap:
             return False
-        config["maxOutputTokens"] = cap
+        doc["generationConfig"] = {**config, "maxOutputTokens": cap}
         return True
 
 
 RULES = """
 - name: gemini-structured
-  description: background calls on hard-coded Gemini models that want JSON (the model router's classifier, next-speaker and loop checks)
+  description: background calls on hard-coded Gemini models that want JSON (router classifier, next-speaker, loop check)
   match: {client: gemini-cli, model: "gemini-*", tools: 0, json_output: true}
   action: {fake: {json_from_schema: true}}
 - name: gemini-background
-  description: other tool-less calls on hard-coded Gemini models (session summary, compression) go to the local model behind user turns
+  description: other tool-less calls on Gemini models (summary, compression) go to the local model behind user turns
   match: {client: gemini-cli, model: "gemini-*", tools: 0}
   action:
     rewrite: {max_tokens: 2048}

@@ -12,19 +12,34 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
-from aiohttp import web
-from multidict import CIMultiDictProxy
+from router.api import (
+    Answer,
+    Headers,
+    Protocol,
+    Reply,
+    Request,
+    RequestView,
+    RouterError,
+    client_from_user_agent,
+    dumps,
+    dumps_bytes,
+    estimate_tokens,
+    expect,
+    hookimpl,
+    quick_estimate,
+)
 
-from router.errors import RouterError
-from router.exchange import Exchange, RequestView
-from router.hookspecs import hookimpl
-from router.jsonutil import dumps
-from router.protocols.base import Protocol, Reply, client_from_user_agent, expect, send_event_stream
-from router.tokens import estimate_tokens, quick_estimate
-
-ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error", 413: "invalid_request_error", 429: "rate_limit_error"}
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+}
 
 
 def message_text(content: Any) -> str:
@@ -44,9 +59,11 @@ class OpenAIChat(Protocol):
 
     def kind_of(self, method: str, path: str) -> str | None:
         """POST /v1/chat/completions."""
-        return "chat" if method == "POST" and path.rstrip("/") in ("/v1/chat/completions", "/chat/completions") else None
+        return (
+            "chat" if method == "POST" and path.rstrip("/") in ("/v1/chat/completions", "/chat/completions") else None
+        )
 
-    def parse(self, kind: str, body: Any, headers: CIMultiDictProxy[str]) -> tuple[RequestView, str]:
+    def parse(self, kind: str, body: Any, headers: Headers) -> tuple[RequestView, str]:
         """Check the fields the router reads."""
         expect(body, dict, "body", "a JSON object")
         expect(body.get("model"), str, "model", "a string")
@@ -69,7 +86,19 @@ class OpenAIChat(Protocol):
         limit = body.get("max_completion_tokens", body.get("max_tokens"))
         if limit is not None:
             expect(limit, int, "max_tokens", "an integer")
-        view = RequestView(model=body["model"], system="\n".join(system), user=user, tool_names=names, stream=stream, max_tokens=limit)
+        fmt = body.get("response_format")
+        structured = isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema")
+        schema = (fmt.get("json_schema") or {}).get("schema") if structured and isinstance(fmt, dict) else None
+        view = RequestView(
+            model=body["model"],
+            system="\n".join(system),
+            user=user,
+            tool_names=names,
+            stream=stream,
+            max_tokens=limit,
+            json_requested=structured,
+            output_schema=schema if isinstance(schema, dict) else None,
+        )
         return view, client_from_user_agent(headers, "openai")
 
     def _error(self, error: RouterError) -> tuple[int, dict[str, Any]]:
@@ -77,10 +106,10 @@ class OpenAIChat(Protocol):
         kind = ERROR_TYPES.get(status) or ("server_error" if status >= 500 else "invalid_request_error")
         return status, {"error": {"message": error.message, "type": kind, "param": None, "code": None}}
 
-    def error_response(self, error: RouterError, request_id: str) -> web.Response:
+    def error_answer(self, error: RouterError, request_id: str) -> Answer:
         """`{"error": {"message", "type", "param", "code"}}`."""
         status, body = self._error(error)
-        return web.Response(status=status, text=dumps(body), content_type="application/json", headers={"x-request-id": request_id})
+        return Answer.json(dumps_bytes(body), status, (("x-request-id", request_id),))
 
     def sse_error_event(self, error: RouterError) -> bytes:
         """An error chunk, as OpenAI-compatible servers send mid-stream."""
@@ -90,69 +119,97 @@ class OpenAIChat(Protocol):
         """An SSE comment line: ignored by every SSE parser."""
         return b": ping\n\n"
 
-    def wants_json(self, ex: Exchange) -> bool:
-        """response_format json_object or json_schema."""
-        fmt = (ex.body or {}).get("response_format") or {}
-        return isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema")
-
-    def output_schema(self, ex: Exchange) -> dict[str, Any] | None:
-        """response_format.json_schema.schema."""
-        fmt = (ex.body or {}).get("response_format") or {}
-        schema = (fmt.get("json_schema") or {}).get("schema") if isinstance(fmt, dict) else None
-        return schema if isinstance(schema, dict) else None
-
-    def _usage(self, ex: Exchange, text: str) -> dict[str, int]:
-        prompt, completion = quick_estimate(len(ex.raw)), estimate_tokens(text)
+    def _usage(self, request: Request, text: str) -> dict[str, int]:
+        prompt, completion = quick_estimate(len(request.raw)), estimate_tokens(text)
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
-    async def send_reply(self, ex: Exchange, reply: Reply) -> web.StreamResponse:
+    def reply(self, request: Request, reply: Reply) -> Answer:
         """A chat.completion, or chunks then `data: [DONE]`."""
-        ident, created, model = f"chatcmpl-ghost{secrets.token_hex(8)}", int(time.time()), ex.view.model or "ghost-router"
-        if not ex.view.stream:
-            return web.json_response(
-                {
-                    "id": ident, "object": "chat.completion", "created": created, "model": model,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text}, "finish_reason": reply.stop_reason, "logprobs": None}],
-                    "usage": self._usage(ex, reply.text),
-                },
-                dumps=dumps,
+        ident, created, model = (
+            f"chatcmpl-ghost{secrets.token_hex(8)}",
+            int(time.time()),
+            request.view.model or "ghost-router",
+        )
+        if not request.view.stream:
+            return Answer.json(
+                dumps_bytes(
+                    {
+                        "id": ident,
+                        "object": "chat.completion",
+                        "created": created,
+                        "model": model,
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": {"role": "assistant", "content": reply.text},
+                                "finish_reason": reply.stop_reason,
+                                "logprobs": None,
+                            }
+                        ],
+                        "usage": self._usage(request, reply.text),
+                    }
+                )
             )
 
         def chunk(delta: dict[str, Any], finish: str | None, **extra: Any) -> str:
-            data = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra}
+            data = {
+                "id": ident,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+                **extra,
+            }
             return f"data: {dumps(data)}\n\n"
 
-        parts = [chunk({"role": "assistant", "content": ""}, None), chunk({"content": reply.text}, None), chunk({}, reply.stop_reason)]
-        if ((ex.body or {}).get("stream_options") or {}).get("include_usage"):
-            usage = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [], "usage": self._usage(ex, reply.text)}
+        parts = [
+            chunk({"role": "assistant", "content": ""}, None),
+            chunk({"content": reply.text}, None),
+            chunk({}, reply.stop_reason),
+        ]
+        if ((request.body or {}).get("stream_options") or {}).get("include_usage"):
+            usage = {
+                "id": ident,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [],
+                "usage": self._usage(request, reply.text),
+            }
             parts.append(f"data: {dumps(usage)}\n\n")
         parts.append("data: [DONE]\n\n")
-        payload = "".join(parts).encode()
-        return await send_event_stream(ex, payload)
+        return Answer.events("".join(parts).encode())
 
-    def text_for_counting(self, ex: Exchange) -> str:
+    def text_for_counting(self, request: Request) -> str:
         """Every message's text, tool calls and the tool definitions."""
-        body = ex.body or {}
-        parts = [message_text(m.get("content")) + "".join(dumps(c) for c in m.get("tool_calls") or []) for m in body.get("messages", []) if isinstance(m, dict)]
+        body = request.body or {}
+        parts = [
+            message_text(m.get("content")) + "".join(dumps(c) for c in m.get("tool_calls") or [])
+            for m in body.get("messages", [])
+            if isinstance(m, dict)
+        ]
         parts += [dumps(t) for t in body.get("tools") or []]
         return "\n".join(p for p in parts if p)
 
-    def cap_max_tokens(self, body: dict[str, Any], cap: int) -> bool:
+    def cap_max_tokens(self, doc: dict[str, Any], cap: int) -> bool:
         """Lower max_tokens / max_completion_tokens to CAP."""
         changed = False
         for field in ("max_tokens", "max_completion_tokens"):
-            if isinstance(body.get(field), int) and body[field] > cap:
-                body[field] = cap
+            if isinstance(doc.get(field), int) and doc[field] > cap:
+                doc[field] = cap
                 changed = True
         return changed
 
-    def fold_system_messages(self, body: dict[str, Any]) -> bool:
+    def fold_system_messages(self, doc: dict[str, Any]) -> bool:
         """Append each system message after the first to the user message before it (or after it)."""
-        messages = body.get("messages")
+        messages = doc.get("messages")
         if not isinstance(messages, list):
             return False
-        late = [i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") in ("system", "developer") and i > 0]
+        late = [
+            i
+            for i, m in enumerate(messages)
+            if isinstance(m, dict) and m.get("role") in ("system", "developer") and i > 0
+        ]
         if not late:
             return False
         folded: list[Any] = []
@@ -171,7 +228,7 @@ class OpenAIChat(Protocol):
             folded.append(message)
         if pending:
             folded.insert(0, {"role": "system", "content": "\n\n".join(pending)})
-        body["messages"] = folded
+        doc["messages"] = folded
         return True
 
 

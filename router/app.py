@@ -1,21 +1,32 @@
-"""The aiohttp application: one handler runs every request through the live rule table."""
+"""The aiohttp application: its lifecycle, and the one handler every request goes through.
+
+A request flows one way: access checks, the body read under the live limits, the protocol
+adapter's parse into an immutable Request, plugins' intercept, the first matching rule, its
+actions (edits, then an answer), the writer (router.respond), then the log line, the counters,
+the recorder and the `exchange_finished` observers, all from the Outcome built at the end.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import hmac
-from functools import partial
-from typing import AsyncIterator, Awaitable, Callable, Sequence
+import posixpath
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, replace
+from urllib.parse import unquote
 
 import aiohttp
 from aiohttp import web
 
-from router import metrics
+from router import access, metrics, respond
+from router.answers import Answer, Result, Streamed
 from router.config import Overrides, PluginRules, RouterConfig
-from router.errors import RouterError
-from router.exchange import Exchange, split_target
+from router.edits import Edits
+from router.errors import CLIENT_CLOSED, BadRequest, RouterError
+from router.jsonutil import dumps_bytes
 from router.log import logger, request_line
+from router.outcome import Outcome
 from router.plugins import Plugins, load_plugins
+from router.protocols.base import Reply, Request, new_request, parse_request
 from router.record import Recorder
 from router.registry import Registry
 from router.reload import POLL_INTERVAL, RulesWatcher, watching
@@ -24,7 +35,8 @@ from router.state import RouterState
 STATE = web.AppKey("ghost_router_state", RouterState)
 WATCHER = web.AppKey("ghost_router_watcher", RulesWatcher)
 RECORDER = web.AppKey("ghost_router_recorder", Recorder)
-CLIENT_CLOSED = 499  # nginx's code for "client closed the request", used in the log only
+PAGES = ("/_router/status", "/metrics")
+NO_OVERRIDES = Overrides()
 
 
 def build_app(
@@ -36,56 +48,35 @@ def build_app(
     plugin_rules: PluginRules = (),  # type: ignore[assignment]
     plugin_dirs: Sequence[str] = (),
     rules_path: str | None = None,
-    overrides: Overrides = Overrides(),
+    overrides: Overrides = NO_OVERRIDES,
     record: str | None = None,
     reload_interval: float = POLL_INTERVAL,
+    listen_host: str = "127.0.0.1",
+    insecure: bool = False,
 ) -> web.Application:
     """An application serving CONFIG's rules; with RULES_PATH the file (and PLUGIN_DIRS) are
-    watched and hot-reloaded. PLUGINS default to the built-ins alone.
-
-    Start it with handler cancellation (see router.server) so a client that leaves frees its slot.
-    """
+    watched and hot-reloaded. PLUGINS default to the built-ins alone. Serve it with
+    router.server.serving (handler cancellation: a client that leaves frees its slot)."""
     if plugins is None:
         plugins = load_plugins(entry_points=False)
     if registry is None:
         registry, _ = plugins.registry()
-    app = web.Application()  # bodies are read by _read_body, under the live table's max_body
-    app[STATE] = RouterState(registry, config, plugins, list(plugin_rules), verbose)
-    app.cleanup_ctx.append(_client_session)
+    app = web.Application()  # bodies are read by _read_body, under the live limits
+    state = RouterState(registry, config, plugins, list(plugin_rules), verbose)
+    state.listen_host, state.exposed, state.insecure = listen_host, not access.is_loopback(listen_host), insecure
+    app[STATE] = state
+    app.cleanup_ctx.append(_clients)
     if rules_path is not None:
         app.cleanup_ctx.append(_watcher(rules_path, overrides, plugin_dirs, reload_interval))
     if record is not None:
         app.cleanup_ctx.append(_recorder(record))
-    app.router.add_route("*", "/{tail:.*}", _application_route)
+    app.router.add_route("*", "/{tail:.*}", handle)
     return app
 
 
-def request_handler(app: web.Application) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
-    """APP's requests as one handler for aiohttp's low-level server (router.server serves it so):
-    the router has no routes to resolve, middlewares or signals, and going through the
-    application's dispatch cost every forwarded request ~0.05 ms (cold) before its first byte."""
-    return partial(dispatch, app[STATE], app)
-
-
-async def _application_route(request: web.Request) -> web.StreamResponse:
-    """The application's one route, for whoever serves the application itself (aiohttp's test client)."""
-    return await dispatch(request.app[STATE], request.app, request)
-
-
-async def dispatch(state: RouterState, app: web.Application, request: web.BaseRequest) -> web.StreamResponse:
-    """The router's own pages, and every other request through the rule table."""
-    path, query = split_target(request)
-    if request.method in ("GET", "HEAD"):
-        if path == "/_router/status":
-            return _denied(request, state, path, query) or web.json_response(state.status())
-        if path == "/metrics":
-            return _denied(request, state, path, query) or web.Response(text=metrics.render(state), content_type="text/plain", charset="utf-8")
-    return await handle(state, app, request, path, query)
-
-
-async def _client_session(app: web.Application) -> AsyncIterator[None]:
-    """An aiohttp client for calls beside forwarding (tokenizer): no cookies, no decompression, no
-    env proxies. Forwarding has its own lean client (state.forwarder), closed here too."""
+async def _clients(app: web.Application) -> AsyncIterator[None]:
+    """The forwarding client and a session for calls beside forwarding (tokenizer): no cookies, no
+    decompression, no proxies from the environment."""
     state = app[STATE]
     state.session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0),
@@ -96,10 +87,12 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
     yield
     await state.pool.close()
     await state.session.close()
-    state.forwarder.close()
+    await state.client.close()
 
 
-def _watcher(path: str, overrides: Overrides, plugin_dirs: Sequence[str], interval: float) -> Callable[[web.Application], AsyncIterator[None]]:
+def _watcher(
+    path: str, overrides: Overrides, plugin_dirs: Sequence[str], interval: float
+) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(app: web.Application) -> AsyncIterator[None]:
         async with watching(app[STATE], path, overrides, plugin_dirs, interval) as watcher:
             app[WATCHER] = watcher
@@ -117,103 +110,157 @@ def _recorder(path: str) -> Callable[[web.Application], AsyncIterator[None]]:
     return context
 
 
-def _denied(request: web.BaseRequest, state: RouterState, path: str, query: str) -> web.Response | None:
-    """The 401 answer for the router's own pages when a key is required and missing."""
-    ex = Exchange.from_request(request, path, query, state.registry.default_protocol, None)
-    try:
-        _check_key(ex, state.config)
-    except RouterError as error:
-        return ex.protocol.error_response(error, "req_ghost_status")
-    return None
+def split_target(raw_target: str) -> tuple[str, str, str]:
+    """(path for the rules, path to forward, query) from a request target: an absolute-form target
+    (`http://host/path`) becomes its path, and `.` and `..` segments are resolved in both."""
+    if not raw_target.startswith("/"):
+        raw_target = "/" + raw_target.split("://", 1)[-1].partition("/")[2] if "://" in raw_target else "/"
+    raw_path, _, query = raw_target.partition("?")
+    segments = raw_path.split("/")
+    if any(unquote(segment) in (".", "..") for segment in segments):
+        resolved = posixpath.normpath("/".join(unquote(s) if unquote(s) in (".", "..") else s for s in segments))
+        raw_path = "/" + resolved.lstrip("/") + ("/" if raw_path.endswith("/") and resolved != "/" else "")
+    return unquote(raw_path), raw_path, query
 
 
-async def handle(state: RouterState, app: web.Application, request: web.BaseRequest, path: str, query: str) -> web.StreamResponse:
-    """Parse once, pick the first matching rule, run its actions; answer errors in the client's protocol."""
+async def handle(http: web.Request) -> web.StreamResponse:
+    """Every request: the router's own pages, or the rule table. Errors answer in the client's protocol."""
+    state = http.app[STATE]
     config, plugins = state.config, state.plugins  # this request finishes under what it started with
-    protocol, kind = state.registry.protocol_for(request.method, path)
-    ex = Exchange.from_request(request, path, query, protocol, kind)
+    path, raw_path, query = split_target(http.raw_path)
+    protocol, kind = state.registry.protocol_for(http.method, path)
+    request = new_request(http.method, path, query, raw_path, http.headers, b"", protocol, kind)
     state.requests += 1
+    decided = Decided()
+    result: Result | None = None
+    status, bytes_out, note = 0, 0, ""
     try:
         try:
-            response = await _route(ex, state, config, plugins)
+            access.check(http.headers, config, state.listen_host)
+            if http.method in ("GET", "HEAD") and path in PAGES:
+                return await _page(http, state, path)
+            raw = await _read_body(http, config)
+            request = replace(request, raw=raw)  # a body that does not parse is still logged and recorded
+            request = parse_request(request)
+            result = await _route(request, state, config, plugins, decided)
+            sent = await respond.send(http, result, protocol, config.limits.send_timeout)
         except RouterError as error:
-            replaced = await plugins.first("handle_error", exchange=ex, error=error)
-            if replaced is not None:
-                error, name = replaced
-                ex.note = f"error from plugin {name}; "
-            response = await _answer_error(ex, error)
-        ex.status = ex.status or response.status
-        if isinstance(response, web.Response) and isinstance(response.body, bytes):
-            ex.bytes_out = len(response.body)
-        elif not ex.bytes_out:
-            ex.bytes_out = response.body_length
-        return response
-    except (asyncio.CancelledError, ConnectionResetError):
-        ex.status, ex.note = CLIENT_CLOSED, "client closed the connection"
+            note = error.message if len(error.message) <= 300 else error.message[:297] + "..."
+            sent = await respond.send(
+                http, await _error_answer(request, error, plugins), protocol, config.limits.send_timeout
+            )
+        status, bytes_out, note = sent.status, sent.bytes_out, sent.note or note
+        return sent.response
+    except (asyncio.CancelledError, ConnectionResetError) as exc:
+        status, note = (
+            CLIENT_CLOSED,
+            str(exc) if isinstance(exc, respond.ClientStalled) else "client closed the connection",
+        )
         raise
     finally:
-        logger.info(request_line(ex, state.verbose))
-        state.finished(ex)
-        if plugins.implemented("exchange_finished"):
-            await plugins.each("exchange_finished", exchange=ex)
-        recorder = app.get(RECORDER)
-        if recorder is not None:
-            recorder.write(ex)
+        trace = result.trace if isinstance(result, Streamed) else None
+        outcome = Outcome(decided.rule, decided.why, decided.action, status, bytes_out, trace, note)
+        if not (path in PAGES and status < 400):
+            await _finish(http.app, state, plugins, request, outcome)
 
 
-def _check_key(ex: Exchange, config: RouterConfig) -> None:
-    """With auth.api_keys set, every request must carry one in x-api-key or Authorization: Bearer."""
-    if not config.api_keys:
-        return
-    bearer = ex.headers.get("Authorization", "")
-    offered = ex.headers.get("x-api-key") or ex.headers.get("x-goog-api-key") or (bearer[7:] if bearer[:7].lower() == "bearer " else "")
-    if not any(hmac.compare_digest(offered.encode(), key.encode()) for key in config.api_keys):
-        raise RouterError(
-            401,
-            "ghost-router: this router requires an API key (auth.api_keys in its rules file); "
-            "send one of them as x-api-key or Authorization: Bearer (for Claude Code: ANTHROPIC_API_KEY).",
-            "authentication_error",
-        )
+@dataclass
+class Decided:
+    """Which rule (or plugin) answered, for the outcome."""
+
+    rule: str = "-"
+    why: str = ""
+    action: str = "-"
 
 
-async def _route(ex: Exchange, state: RouterState, config: RouterConfig, plugins: Plugins) -> web.StreamResponse:
-    _check_key(ex, config)
-    ex.raw = await _read_body(ex.request, config.max_body)
-    ex.parse()
-    intercepted = await plugins.first("intercept_request", exchange=ex) if plugins.implemented("intercept_request") else None
+async def _page(http: web.Request, state: RouterState, path: str) -> web.StreamResponse:
+    """GET /_router/status (JSON) or /metrics (Prometheus text)."""
+    if path == "/metrics":
+        return web.Response(text=metrics.render(state), content_type="text/plain", charset="utf-8")
+    return web.Response(body=dumps_bytes(state.status()), content_type="application/json")
+
+
+async def _finish(
+    app: web.Application, state: RouterState, plugins: Plugins, request: Request, outcome: Outcome
+) -> None:
+    """The log line, the counters, the recorder and the observers, from the outcome."""
+    logger.info(request_line(request, outcome, state.verbose))
+    state.finished(request, outcome)
+    recorder = app.get(RECORDER)
+    if recorder is not None:
+        recorder.write(request, outcome)
+    await plugins.each("exchange_finished", request=request, outcome=outcome)
+
+
+async def _route(
+    request: Request, state: RouterState, config: RouterConfig, plugins: Plugins, decided: Decided
+) -> Result:
+    """The intercepting plugin's answer, or the first matching rule's."""
+    intercepted = await plugins.first("intercept_request", request=request)
     if intercepted is not None:
-        response, name = intercepted
-        ex.rule, ex.action = f"plugin:{name}", "intercept"
-        return response
-    rule = config.table.match(ex)
+        answer, name = intercepted
+        decided.rule, decided.action = f"plugin:{name}", "intercept"
+        result = request.protocol.reply(request, answer) if isinstance(answer, Reply) else answer
+        if not isinstance(result, (Answer, Streamed)):
+            raise RouterError(
+                500,
+                f"ghost-router: plugin {name} answered intercept_request with a "
+                f"{type(result).__name__}; return an Answer, a Reply or None.",
+                "api_error",
+            )
+        return result
+    rule = config.table.match(request)
     if rule is None:
         state.hits["-"] += 1
         raise RouterError(
             404,
-            f"ghost-router: no rule in {config.source} matches {ex.method} {ex.path}. "
+            f"ghost-router: no rule in {config.source} matches {request.method} {request.path}. "
             "Add a rule for it, or a last catch-all rule `match: {}` that forwards (docs/rules.md).",
             "not_found_error",
         )
     state.hits[rule.name] += 1
-    ex.rule, ex.why = rule.name, rule.why()
-    ex.action = rule.label()
+    decided.rule, decided.why, decided.action = rule.name, rule.why, rule.label
+    edits, services = Edits(request), state.services()
     for _, action in rule.actions:
-        response = await action.run(ex, state)
-        if response is not None:
-            return response
-    raise AssertionError(f"rule {rule.name} ended without an answering action")  # the loader prevents this
+        result = await action.run(request, edits, services)
+        if result is not None:
+            return result
+    raise RouterError(500, f"ghost-router: rule {rule.name} ended without an answer", "api_error")
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    """The whole body, refused as soon as it is known to exceed LIMIT (the live rules' max_body)."""
-    if request.content_length is not None and request.content_length > limit:
+async def _error_answer(request: Request, error: RouterError, plugins: Plugins) -> Answer:
+    """ERROR in the client's protocol, after plugins had their say (handle_error)."""
+    try:
+        replaced = await plugins.first("handle_error", request=request, error=error)
+    except RouterError as plugin_error:
+        replaced = (plugin_error, "")
+    if replaced is not None:
+        error = replaced[0]
+    return request.protocol.error_answer(error, f"req_ghost{request.id}")
+
+
+async def _read_body(http: web.Request, config: RouterConfig) -> bytes:
+    """The whole body, refused as soon as it is known to exceed max_body, or when it takes longer than body_timeout."""
+    limit = config.limits.max_body
+    if http.content_length is not None and http.content_length > limit:
         raise _too_large(limit)
     chunks, size = [], 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(config.limits.body_timeout):
+            async for chunk in http.content.iter_any():
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RouterError(
+            408,
+            f"ghost-router: the request body did not arrive within {config.limits.body_timeout:g}s "
+            "(limits.body_timeout). Check the client's connection, or raise the limit.",
+            "timeout_error",
+        ) from None
+    except aiohttp.web.HTTPException as exc:  # a malformed body framing seen by aiohttp's parser
+        raise BadRequest(f"the request body could not be read: {exc.reason}") from None
     return b"".join(chunks)
 
 
@@ -224,21 +271,3 @@ def _too_large(limit: int) -> RouterError:
         "Raise limits.max_body in the rules file (or --max-body).",
         "request_too_large",
     )
-
-
-async def _answer_error(ex: Exchange, error: RouterError) -> web.StreamResponse:
-    """Render ERROR; once headers are out, an SSE stream gets an error event, anything else is cut."""
-    ex.status = error.status
-    ex.note += error.message if len(error.message) <= 300 else error.message[:297] + "..."
-    response = ex.response
-    if response is None or not response.prepared:
-        return ex.protocol.error_response(error, f"req_ghost{ex.id}")
-    try:
-        if response.content_type == "text/event-stream":
-            await response.write(ex.protocol.sse_error_event(error))
-            await response.write_eof()
-        elif ex.request.transport is not None:
-            ex.request.transport.close()  # a truncated non-stream body must not look complete
-    except ConnectionResetError:
-        ex.note += " (client also gone)"
-    return response

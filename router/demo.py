@@ -12,6 +12,7 @@ from pathlib import Path
 from router.app import build_app
 from router.config import Overrides, load_config
 from router.plugins import load_plugins
+from router.server import serving
 from router.servers.llama import LlamaServer, ServerMissing
 
 
@@ -28,35 +29,29 @@ async def run(port: int, llama_port: int, verbose: bool) -> int:
     except RuntimeError as exc:
         print(f"ghost-router demo: {exc}", file=sys.stderr)
         return 1
-    from aiohttp import web
-
     plugins = load_plugins()
     registry, plugin_rules = plugins.registry()
     config = load_config(None, registry, Overrides(upstream_url=llama.url, model="smollm2"), plugin_rules)
     app = build_app(config, registry, verbose, plugins=plugins, plugin_rules=plugin_rules)
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=5)
-    await runner.setup()
     try:
-        try:
-            await web.TCPSite(runner, "127.0.0.1", port).start()
-        except OSError as exc:
-            print(f"ghost-router demo: cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}", file=sys.stderr)
-            return 1
-        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        print(f"ghost-router listening on {url}, forwarding to {llama.url}", flush=True)
-        print(
-            f"client: ANTHROPIC_BASE_URL={url} ANTHROPIC_API_KEY=none CLAUDE_CODE_MAX_CONTEXT_TOKENS={llama.context} "
-            "claude --model smollm2 --permission-mode default",
-            flush=True,
-        )
-        print("Ctrl-C stops both.", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        print("stopping", flush=True)
+        async with serving(app, "127.0.0.1", port) as url:
+            print(f"ghost-router listening on {url}, forwarding to {llama.url}", flush=True)
+            print(
+                f"client: ANTHROPIC_BASE_URL={url} ANTHROPIC_API_KEY=none "
+                f"CLAUDE_CODE_MAX_CONTEXT_TOKENS={llama.context} "
+                "claude --model smollm2 --permission-mode default",
+                flush=True,
+            )
+            print("Ctrl-C stops both.", flush=True)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+            print("stopping", flush=True)
+    except OSError as exc:
+        print(f"ghost-router demo: cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     finally:
-        await runner.cleanup()
         await llama.stop()
     return 0

@@ -1,16 +1,23 @@
-"""Body edits shared by the `rewrite` action and the per-upstream options (model, fold, drop)."""
+"""What a forward sends instead of the request as it arrived: the body-edit surface.
+
+Rewrites, upstream options and `before_forward` plugins change the outgoing body and headers
+only through `Edits`; the Request itself stays as it arrived (the log, the recorder and replay
+see what the client sent). The body is re-encoded only when something changed it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from router.exchange import Exchange
-from router.lazybody import LazyBody
+from router.jsonutil import dumps_bytes
+from router.protocols.base import Request
 
 
 @dataclass(frozen=True)
 class BodyEdits:
-    """Edits to a parsed request body, applied through the request's protocol adapter."""
+    """Edits a rule (rewrite) or an upstream's options ask for, applied through the request's protocol."""
 
     model: str | None = None
     drop_prefixes: tuple[str, ...] = ()
@@ -18,22 +25,67 @@ class BodyEdits:
     drop_fields: tuple[str, ...] = ()
     max_tokens: int | None = None
 
-    def apply(self, ex: Exchange) -> None:
-        """Edit EX's body in place; a model already chosen by a rule's rewrite is kept."""
-        body, protocol = ex.fields, ex.protocol  # a LazyBody decodes only the fields edited
-        if not isinstance(body, (dict, LazyBody)):
+
+class Edits:
+    """The outgoing body (a copy-on-write of the request's top level) and header edits of one request."""
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self._doc: dict[str, Any] | None = None  # the edited top level, made on the first edit
+        self.headers: dict[str, str | None] = {}  # header name -> new value, None removes it
+        self.model_chosen = False  # a rule chose the model; an upstream's `model` does not override it
+
+    @property
+    def body(self) -> Mapping[str, Any]:
+        """The body as it will be sent (read only: change it with `set` and `delete`)."""
+        if self._doc is not None:
+            return self._doc
+        return self.request.body if isinstance(self.request.body, dict) else {}
+
+    @property
+    def changed(self) -> bool:
+        """Whether the body will differ from what arrived."""
+        return self._doc is not None
+
+    def set(self, field: str, value: Any) -> None:
+        """Set top-level FIELD of the outgoing body."""
+        self._writable()[field] = value
+
+    def delete(self, field: str) -> None:
+        """Remove top-level FIELD from the outgoing body (if present)."""
+        if field in self.body:
+            del self._writable()[field]
+
+    def set_header(self, name: str, value: str | None) -> None:
+        """Send header NAME with VALUE upstream (None: do not send it)."""
+        self.headers[name] = value
+
+    def apply(self, edits: BodyEdits) -> None:
+        """Apply a rule's or an upstream's EDITS; a model already chosen by a rule is kept."""
+        if not isinstance(self.request.body, dict):
             return
+        protocol = self.request.protocol
+        doc = dict(self.body)
         changed = False  # every edit runs; each says whether it changed the body
-        if self.model is not None and not ex.model_rewritten:
-            changed = protocol.set_model(body, self.model)  # type: ignore[arg-type]
-            ex.model_rewritten = True
-        for prefix in self.drop_prefixes:
-            changed = protocol.drop_system_blocks(body, prefix) or changed  # type: ignore[arg-type]
-        if self.fold_system_messages:
-            changed = protocol.fold_system_messages(body) or changed  # type: ignore[arg-type]
-        if self.drop_fields:
-            changed = protocol.drop_fields(body, list(self.drop_fields)) or changed  # type: ignore[arg-type]
-        if self.max_tokens is not None:
-            changed = protocol.cap_max_tokens(body, self.max_tokens) or changed  # type: ignore[arg-type]
+        if edits.model is not None and not self.model_chosen:
+            changed = protocol.set_model(doc, edits.model)
+            self.model_chosen = True
+        for prefix in edits.drop_prefixes:
+            changed = protocol.drop_system_blocks(doc, prefix) or changed
+        if edits.fold_system_messages:
+            changed = protocol.fold_system_messages(doc) or changed
+        if edits.drop_fields:
+            changed = protocol.drop_fields(doc, list(edits.drop_fields)) or changed
+        if edits.max_tokens is not None:
+            changed = protocol.cap_max_tokens(doc, edits.max_tokens) or changed
         if changed:
-            ex.body_changed = True
+            self._doc = doc
+
+    def encode(self) -> bytes:
+        """The body to send: the bytes as they arrived unless something changed it."""
+        return self.request.raw if self._doc is None else dumps_bytes(self._doc)
+
+    def _writable(self) -> dict[str, Any]:
+        if self._doc is None:
+            self._doc = dict(self.body)
+        return self._doc

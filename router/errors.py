@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+CLIENT_CLOSED = 499  # nginx's code for "client closed the request": the log and the counters only
+
 
 class RouterError(Exception):
     """An error answered to the client: HTTP status, protocol error type (optional) and message."""
@@ -14,7 +16,7 @@ class RouterError(Exception):
 
 
 class BadRequest(RouterError):
-    """The request body is not something the protocol accepts (400)."""
+    """The request is not something the protocol accepts (400)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(400, message, "invalid_request_error")
@@ -28,7 +30,7 @@ class Overloaded(RouterError):
 
 
 class UpstreamUnavailable(RouterError):
-    """The upstream could not be reached or did not answer in time (502/504)."""
+    """The upstream could not be reached or did not answer in time (502/503/504)."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(status, message, "api_error")

@@ -1,4 +1,5 @@
-"""The hooks a ghost-router plugin can implement. Every hook may be `def` or `async def`.
+"""The hooks a ghost-router plugin can implement. Every hook may be `def` or `async def`, and may
+accept any subset of its arguments (pluggy's own argument mapping), as in llm and datasette.
 
 Plugins are modules (or objects) with functions marked `@hookimpl`; they are found through the
 `ghost_router` entry-point group, plugin files in the `plugins/` folder next to the rules file,
@@ -7,17 +8,17 @@ and `--plugins-dir`. See docs/plugins.md for each hook with an example.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pluggy
 
-if TYPE_CHECKING:
-    from aiohttp import web
-
-    from router.errors import RouterError
-    from router.exchange import Exchange
-    from router.protocols.base import Protocol
-    from router.registry import ActionSpec, MatcherSpec
+from router.answers import Result
+from router.edits import Edits
+from router.errors import RouterError
+from router.outcome import Outcome
+from router.protocols.base import Protocol, Reply, Request
+from router.specs import ActionSpec, MatcherSpec
 
 PROJECT = "ghost_router"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -44,27 +45,33 @@ def register_rules(register: Callable[[str], None]) -> None:
     """Add default rules (YAML text of a rules list) placed before the rules file's own rules."""
 
 
-@hookspec
-def intercept_request(exchange: Exchange) -> web.StreamResponse | None:
-    """Answer a parsed request before the rule table; the first plugin that returns a response wins."""
+@hookspec(firstresult=True)
+def intercept_request(request: Request) -> Result | Reply | None:
+    """Answer a parsed request before the rule table; the first plugin that returns an answer wins."""
 
 
 @hookspec
-def before_forward(exchange: Exchange, upstream: str) -> None:
-    """Edit a request (exchange.body, exchange.header_edits) just before it is queued for UPSTREAM."""
+def before_forward(request: Request, edits: Edits, upstream: str) -> None:
+    """Edit what is sent (edits.set, edits.delete, edits.set_header) just before it is queued for UPSTREAM."""
 
 
 @hookspec
-def exchange_finished(exchange: Exchange) -> None:
-    """Observe a finished exchange, exactly once per request; exceptions are logged and swallowed."""
+def exchange_finished(request: Request, outcome: Outcome) -> None:
+    """Observe a finished request and its outcome, exactly once per request; exceptions are logged."""
 
 
-@hookspec
-def handle_error(exchange: Exchange, error: RouterError) -> RouterError | None:
+@hookspec(firstresult=True)
+def handle_error(request: Request, error: RouterError) -> RouterError | None:
     """Replace an error before it is answered; the first plugin that returns one wins."""
 
 
 HOOKS: tuple[Callable[..., Any], ...] = (
-    register_matchers, register_actions, register_protocols, register_rules,
-    intercept_request, before_forward, exchange_finished, handle_error,
+    register_matchers,
+    register_actions,
+    register_protocols,
+    register_rules,
+    intercept_request,
+    before_forward,
+    exchange_finished,
+    handle_error,
 )

@@ -12,6 +12,9 @@ is refused now:
   by `json` with `\\u` escapes (orjson writes NaN and Infinity as null, JSON's only word for them);
 - invalid JSON: `json`'s error message, which names line and column.
 
+Whatever cannot be read (invalid JSON, nesting deeper than orjson's 1,024 levels, an integer of
+more than 4,300 digits) is a ValueError, never another exception.
+
 One difference is kept: an integer literal beyond 64 bits becomes a float, the same IEEE double a
 JavaScript client (Claude Code, OpenCode, Gemini CLI) meant by it.
 """
@@ -29,7 +32,11 @@ def loads(raw: bytes | str) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
+        pass
+    try:
         return json.loads(raw)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def dumps_bytes(value: Any) -> bytes:
@@ -37,7 +44,11 @@ def dumps_bytes(value: Any) -> bytes:
     try:
         return orjson.dumps(value)
     except orjson.JSONEncodeError:  # a lone surrogate, or an integer beyond 64 bits parsed by json
+        pass
+    try:
         return json.dumps(value, separators=(",", ":")).encode("ascii")
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def dumps(value: Any) -> str:

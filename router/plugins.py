@@ -14,13 +14,15 @@ import importlib.util
 import inspect
 import os
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import pluggy
 
-from router import hookspecs
+from router import builtin_plugin, hookspecs
+from router.errors import RouterError
 from router.log import logger
 from router.registry import Registry
 
@@ -46,14 +48,20 @@ class Plugins:
     def _impls(self, name: str) -> list[Any]:
         return list(reversed(getattr(self.manager.hook, name).get_hookimpls()))  # pluggy's call order
 
-    def implemented(self, name: str) -> bool:
-        """Whether any plugin implements hook NAME (the request path skips a hook nobody implements)."""
-        return bool(getattr(self.manager.hook, name).get_hookimpls())
-
     async def first(self, name: str, **kwargs: Any) -> tuple[Any, str] | None:
-        """Call hook NAME in order; the first non-None answer and the plugin that gave it."""
+        """Call hook NAME in order; the first non-None answer and the plugin that gave it. A plugin
+        that raises is logged with its name and the request gets a 500 in its own protocol."""
         for impl in self._impls(name):
-            result = await await_me_maybe(impl.function(**kwargs))
+            try:
+                result = await _call(impl, kwargs)
+            except Exception as exc:  # noqa: BLE001 - a broken plugin is the client's error answer, not a crash
+                logger.error("plugin %s failed in %s: %s: %s", impl.plugin_name, name, type(exc).__name__, exc)
+                raise RouterError(
+                    500,
+                    f"ghost-router: plugin {impl.plugin_name} failed in {name} ({type(exc).__name__}: {exc}); the "
+                    "request was not handled. Fix or remove the plugin (its error is in the router's log).",
+                    "api_error",
+                ) from None
             if result is not None:
                 return result, impl.plugin_name
         return None
@@ -62,7 +70,7 @@ class Plugins:
         """Call every implementation of hook NAME; an exception is logged and swallowed."""
         for impl in self._impls(name):
             try:
-                await await_me_maybe(impl.function(**kwargs))
+                await _call(impl, kwargs)
             except Exception as exc:  # noqa: BLE001 - an observer must never break a request
                 logger.error("plugin %s failed in %s: %s: %s", impl.plugin_name, name, type(exc).__name__, exc)
 
@@ -71,7 +79,7 @@ class Plugins:
         is the callback that plugin gets. A plugin that fails is reported, not fatal."""
         for impl in getattr(self.manager.hook, name).get_hookimpls():
             try:
-                impl.function(register=register_for(impl.plugin_name))
+                impl.function(*[register_for(impl.plugin_name) for _ in impl.argnames])
             except Exception as exc:  # noqa: BLE001 - a broken plugin is reported, not fatal
                 self.errors.append(f"plugin {impl.plugin_name}: {name} failed: {type(exc).__name__}: {exc}")
 
@@ -95,10 +103,19 @@ def _allowed(name: str) -> bool:
     return name in names and "none" not in names
 
 
+async def _call(impl: Any, kwargs: dict[str, Any]) -> Any:
+    """Call a hook implementation with the arguments it accepts, as pluggy maps them."""
+    return await await_me_maybe(impl.function(*[kwargs[name] for name in impl.argnames]))
+
+
+def builtin_registry() -> Registry:
+    """A registry holding only the built-in protocols, matchers and actions (no other plugin)."""
+    registry, _ = load_plugins(entry_points=False).registry()
+    return registry
+
+
 def load_plugins(folders: Iterable[str | os.PathLike[str]] = (), entry_points: bool = True) -> Plugins:
     """Build the plugin manager: built-ins, then entry points, then plugin files."""
-    from router import builtin_plugin
-
     manager = pluggy.PluginManager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
     plugins = Plugins(manager)

@@ -6,53 +6,10 @@ registered, so an added matcher or action is validated like a built-in one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Protocol as TypingProtocol
+from typing import Any
 
-if TYPE_CHECKING:
-    from aiohttp import web
-
-    from router.exchange import Exchange
-    from router.protocols.base import Protocol
-    from router.state import RouterState
-
-Test = Callable[["Exchange"], bool]
-
-
-class Action(TypingProtocol):
-    """A compiled action step. `run` returns the response, or None to go on to the next step."""
-
-    async def run(self, ex: Exchange, state: RouterState) -> web.StreamResponse | None:
-        """Act on the exchange."""
-
-
-@dataclass(frozen=True)
-class BuildContext:
-    """What an action may check while it is compiled: the upstreams the file defines."""
-
-    upstreams: frozenset[str]
-    default_upstream: str
-
-
-@dataclass(frozen=True)
-class MatcherSpec:
-    """A matcher usable under `match:`. `compile(value)` returns a test or raises ValueError."""
-
-    name: str
-    schema: dict[str, Any]
-    compile: Callable[[Any], Test]
-    help: str = ""
-
-
-@dataclass(frozen=True)
-class ActionSpec:
-    """An action usable under `action:`. A terminal action answers; others edit and pass on."""
-
-    name: str
-    schema: dict[str, Any]
-    build: Callable[[Any, BuildContext], Action]
-    terminal: bool = True
-    help: str = ""
+from router.protocols.base import Protocol
+from router.specs import ActionSpec, MatcherSpec
 
 
 class Registry:
@@ -93,11 +50,3 @@ def _claim(table: dict[str, Any], name: str, value: Any, what: str) -> None:
     if name in table:
         raise ValueError(f"a {what} named {name!r} is already registered")
     table[name] = value
-
-
-def builtin_registry() -> Registry:
-    """A registry holding only the built-in protocols, matchers and actions (no other plugin)."""
-    from router.plugins import load_plugins
-
-    registry, _ = load_plugins(entry_points=False).registry()
-    return registry

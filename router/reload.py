@@ -12,8 +12,8 @@ import asyncio
 import contextlib
 import os
 import signal
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import AsyncIterator, Sequence
 
 from router.config import Overrides, load_config
 from router.errors import RulesError
@@ -39,7 +39,14 @@ def _signature(paths: Sequence[Path]) -> Signature:
 class RulesWatcher:
     """Watches one rules file and the plugin folders; `reload()` may also be called directly."""
 
-    def __init__(self, state: RouterState, path: str, overrides: Overrides, plugin_dirs: Sequence[str] = (), interval: float = POLL_INTERVAL) -> None:
+    def __init__(
+        self,
+        state: RouterState,
+        path: str,
+        overrides: Overrides,
+        plugin_dirs: Sequence[str] = (),
+        interval: float = POLL_INTERVAL,
+    ) -> None:
         self.state, self.path, self.overrides, self.interval = state, path, overrides, interval
         self.plugin_dirs = [Path(d) for d in plugin_dirs]
         self._rules_signature = self._rules_stat()
@@ -84,6 +91,12 @@ class RulesWatcher:
             else:
                 plugins, registry, plugin_rules = state.plugins, state.registry, state.plugin_rules
             config = load_config(self.path, registry, self.overrides, plugin_rules)
+            if state.exposed and not state.insecure and not config.api_keys:
+                raise RulesError(
+                    f"{self.path}: auth.api_keys: this router listens on {state.listen_host}, beyond loopback, and "
+                    "the new rules have no inbound keys: anyone who can reach it could use your model. Keep the keys, "
+                    "or restart with --host 127.0.0.1 (or --insecure)."
+                )
         except RulesError as error:
             message = str(error)
             if message != state.last_load_error:
@@ -98,7 +111,11 @@ class RulesWatcher:
 
 @contextlib.asynccontextmanager
 async def watching(
-    state: RouterState, path: str, overrides: Overrides, plugin_dirs: Sequence[str] = (), interval: float = POLL_INTERVAL
+    state: RouterState,
+    path: str,
+    overrides: Overrides,
+    plugin_dirs: Sequence[str] = (),
+    interval: float = POLL_INTERVAL,
 ) -> AsyncIterator[RulesWatcher]:
     """Run a watcher (and its SIGHUP handler) for the lifetime of the block."""
     watcher = RulesWatcher(state, path, overrides, plugin_dirs, interval)

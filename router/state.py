@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from router.upstream.http1 import Http1Client
+import aiohttp
+
+from router import __version__
+from router.config import PluginRules, RouterConfig
+from router.errors import CLIENT_CLOSED
+from router.outcome import Outcome
+from router.plugins import Plugins
+from router.protocols.base import Request
+from router.registry import Registry
+from router.specs import Services
+from router.upstream.client import UpstreamClient
 from router.upstream.pool import UpstreamPool
-
-if TYPE_CHECKING:
-    import aiohttp
-
-    from router.config import PluginRules, RouterConfig
-    from router.exchange import Exchange
-    from router.plugins import Plugins
-    from router.registry import Registry
 
 RECENT = 20  # requests shown by `ghost-router top`
 WAIT_WINDOW = 200  # queue waits kept per upstream for the p50/max shown in status
@@ -32,9 +35,12 @@ class RouterState:
     plugins: Plugins
     plugin_rules: PluginRules = field(default_factory=list)
     verbose: bool = False
+    listen_host: str = "127.0.0.1"
+    exposed: bool = False  # listening beyond loopback: a reload may not drop auth.api_keys
+    insecure: bool = False  # --insecure: listening beyond loopback without keys was asked for
     pool: UpstreamPool = field(default_factory=UpstreamPool)
-    session: aiohttp.ClientSession = None  # type: ignore[assignment]  # set in the app's cleanup context (tokenizer calls)
-    forwarder: Http1Client = field(default_factory=Http1Client)  # the forwarding hot path's own client
+    session: aiohttp.ClientSession | None = None  # for calls beside forwarding (tokenizer); opened with the app
+    client: UpstreamClient = field(default_factory=UpstreamClient)  # the forwarding client
     hits: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)  # answered locally / forwarded / errors / client closed
     requests: int = 0
@@ -48,7 +54,13 @@ class RouterState:
     def __post_init__(self) -> None:
         self.pool.apply(self.config.upstreams)
 
-    def adopt(self, config: RouterConfig, plugins: Plugins | None = None, registry: Registry | None = None, plugin_rules: PluginRules | None = None) -> None:
+    def adopt(
+        self,
+        config: RouterConfig,
+        plugins: Plugins | None = None,
+        registry: Registry | None = None,
+        plugin_rules: PluginRules | None = None,
+    ) -> None:
         """Make CONFIG (and a reloaded plugin set) live; requests already running keep what they started with."""
         self.pool.apply(config.upstreams)
         if plugins is not None and registry is not None:
@@ -64,32 +76,42 @@ class RouterState:
             self.last_load_error_at = time.time()
         self.last_load_error = message
 
-    def finished(self, ex: Exchange) -> None:
-        """Count a finished exchange for status, top and metrics."""
-        if ex.status == 499:
+    def services(self) -> Services:
+        """What actions may use, with the plugin set in force now."""
+        return Services(self.pool, self.client, self.session, self.plugins)
+
+    def finished(self, request: Request, outcome: Outcome) -> None:
+        """Count a finished request for status, top and metrics."""
+        if outcome.status == CLIENT_CLOSED:
             kind = "client_closed"
-        elif ex.status >= 400 or ex.status == 0:
+        elif outcome.status >= 400 or outcome.status == 0:
             kind = "errors"
-        elif ex.upstream:
+        elif outcome.upstream:
             kind = "forwarded"
         else:
             kind = "answered"
         self.outcomes[kind] += 1
-        if ex.upstream and ex.queue_wait is not None:
-            self.waits.setdefault(ex.upstream, deque(maxlen=WAIT_WINDOW)).append(ex.queue_wait)
+        wait = outcome.queue_wait
+        if outcome.upstream and wait is not None:
+            self.waits.setdefault(outcome.upstream, deque(maxlen=WAIT_WINDOW)).append(wait)
         self.recent.append(
             {
-                "id": ex.id, "time": time.time(), "client": ex.client or "-", "method": ex.method, "path": ex.path,
-                "model": ex.view.model, "rule": ex.rule, "action": ex.action, "status": ex.status,
-                "wait_ms": None if ex.queue_wait is None else round(ex.queue_wait * 1000, 1),
-                "total_ms": round(ex.elapsed_ms(), 1),
+                "id": request.id,
+                "time": time.time(),
+                "client": request.client or "-",
+                "method": request.method,
+                "path": request.path,
+                "model": request.view.model,
+                "rule": outcome.rule,
+                "action": outcome.action,
+                "status": outcome.status,
+                "wait_ms": None if wait is None else round(wait * 1000, 1),
+                "total_ms": round(request.elapsed_ms(), 1),
             }
         )
 
     def status(self) -> dict[str, Any]:
         """The document served at GET /_router/status."""
-        from router import __version__
-
         config = self.config
         upstreams = self.pool.status()
         for name, doc in upstreams.items():
@@ -109,11 +131,13 @@ class RouterState:
             "requests": self.requests,
             "outcomes": {k: self.outcomes[k] for k in ("answered", "forwarded", "errors", "client_closed")},
             "rules": [
-                {"name": r.name, "line": r.line, "action": r.label(), "hits": self.hits[r.name]} for r in config.table.rules
+                {"name": r.name, "line": r.line, "action": r.label, "hits": self.hits[r.name]}
+                for r in config.table.rules
             ],
             "unmatched": self.hits["-"],
             "upstreams": upstreams,
             "default_upstream": config.default_upstream,
             "max_body": config.max_body,
+            "limits": dataclasses.asdict(config.limits),
             "recent": list(self.recent),
         }

@@ -33,13 +33,19 @@ def render(status: dict[str, Any], url: str) -> str:
     """One screen of the view."""
     outcomes = status["outcomes"]
     lines = [
-        f"ghost-router {status['version']} at {url}   up {status['uptime']:.0f}s   rules: {status['rules_file']} (reloads: {status['reloads']})",
-        f"requests {status['requests']}   ghosts answered here {outcomes['answered']}   forwarded {outcomes['forwarded']}   "
+        f"ghost-router {status['version']} at {url}   up {status['uptime']:.0f}s "
+        f"  rules: {status['rules_file']} (reloads: {status['reloads']})",
+        f"requests {status['requests']}   ghosts answered here "
+        f"{outcomes['answered']}   forwarded {outcomes['forwarded']}   "
         f"errors {outcomes['errors']}   client closed {outcomes['client_closed']}",
     ]
     if status["last_load_error"]:
         lines.append(f"LAST RELOAD FAILED (previous table live): {status['last_load_error']}")
-    lines += ["", f"{'UPSTREAM':12} {'URL':32} {'IN FLIGHT':>10} {'QUEUED':>7} {'WAIT p50':>10} {'WAIT max':>10} {'FORWARDED':>10} {'ERRORS':>7}"]
+    lines += [
+        "",
+        f"{'UPSTREAM':12} {'URL':32} {'IN FLIGHT':>10} {'QUEUED':>7} "
+        f"{'WAIT p50':>10} {'WAIT max':>10} {'FORWARDED':>10} {'ERRORS':>7}",
+    ]
     for name, up in status["upstreams"].items():
         slots = f"{up['in_flight']}/{up['max_concurrency']}"
         lines.append(
@@ -50,7 +56,8 @@ def render(status: dict[str, Any], url: str) -> str:
         for server in servers if len(servers) > 1 else []:
             state = "" if server["healthy"] else "  DOWN"
             lines.append(
-                f"{'':12} {server['url'][:32]:32} {server['in_flight']:>5}/{server['max_concurrency']:<4} {'':>7} {'':>10} "
+                f"{'':12} {server['url'][:32]:32} "
+                f"{server['in_flight']:>5}/{server['max_concurrency']:<4} {'':>7} {'':>10} "
                 f"{'':>10} {server['forwarded']:>10} {server['errors']:>7}{state}"
             )
     lines += ["", f"{'RULE':24} {'HITS':>7}  ACTION"]
@@ -58,12 +65,17 @@ def render(status: dict[str, Any], url: str) -> str:
         lines.append(f"{rule['name'][:24]:24} {rule['hits']:>7}  {rule['action']}")
     if status["unmatched"]:
         lines.append(f"{'(no rule)':24} {status['unmatched']:>7}  404")
-    lines += ["", f"{'TIME':8} {'ID':7} {'CLIENT':12} {'REQUEST':34} {'MODEL':20} {'RULE':20} {'STATUS':>6} {'WAIT':>9} {'TOTAL':>9}"]
+    lines += [
+        "",
+        f"{'TIME':8} {'ID':7} {'CLIENT':12} {'REQUEST':34} {'MODEL':20} "
+        f"{'RULE':20} {'STATUS':>6} {'WAIT':>9} {'TOTAL':>9}",
+    ]
     for item in reversed(status["recent"]):
         clock = time.strftime("%H:%M:%S", time.localtime(item["time"]))
         request = f"{item['method']} {item['path']}"
         lines.append(
-            f"{clock:8} {item['id'][-6:]:7} {item['client'][:12]:12} {request[:34]:34} {(item['model'] or '-')[:20]:20} "
+            f"{clock:8} {item['id'][-6:]:7} {item['client'][:12]:12} "
+            f"{request[:34]:34} {(item['model'] or '-')[:20]:20} "
             f"{item['rule'][:20]:20} {item['status']:>6} {_ms(item['wait_ms']):>9} {_ms(item['total_ms']):>9}"
         )
     return "\n".join(lines)
@@ -77,7 +89,11 @@ def run(url: str, interval: float, once: bool) -> int:
                 frame = render(fetch(url), url)
             except (urllib.error.URLError, OSError) as exc:
                 reason = getattr(exc, "reason", exc)
-                print(f"ghost-router top: cannot reach the router at {url}: {reason}. Is `ghost-router serve` running there?", file=sys.stderr)
+                print(
+                    f"ghost-router top: cannot reach the router at {url}: "
+                    f"{reason}. Is `ghost-router serve` running there?",
+                    file=sys.stderr,
+                )
                 return 1
             if once:
                 print(frame)

@@ -4,16 +4,67 @@ from __future__ import annotations
 
 import logging
 import textwrap
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anthropic
 import pytest
-from aiohttp.test_utils import TestServer
+from aiohttp import web
+from aiohttp.test_utils import BaseTestServer, TestServer
+from yarl import URL
 
-from router.app import build_app
+from router.app import STATE, build_app
 from router.config import parse_config
-from router.registry import builtin_registry
+from router.plugins import builtin_registry
+from router.server import serving
 from tests.fake_upstream import FakeUpstream
+
+
+class RouterServer(BaseTestServer):
+    """A router application served exactly as `ghost-router serve` serves it (router.server.serving)."""
+
+    def __init__(self, app: web.Application) -> None:
+        super().__init__(scheme="http", host="127.0.0.1")
+        self.app = app
+        self._serving: Any = None
+
+    async def start_server(self, loop: Any = None, **kwargs: Any) -> None:
+        if self._serving is not None:
+            return
+        self._serving = serving(self.app, "127.0.0.1", 0)
+        self._root = URL(await self._serving.__aenter__())
+        self.port = self._root.port
+
+    async def _make_runner(self, **kwargs: Any) -> Any:
+        raise NotImplementedError("served by router.server.serving")
+
+    @property
+    def started(self) -> bool:
+        return self._serving is not None
+
+    async def close(self) -> None:
+        if self._serving is not None and not self._closed:
+            self._closed = True
+            await self._serving.__aexit__(None, None, None)
+
+
+@pytest.fixture
+async def aiohttp_server(aiohttp_server: Any) -> Any:
+    """pytest-aiohttp's fixture, except that a router application is served as `serve` serves it."""
+    servers: list[RouterServer] = []
+
+    async def serve(app: web.Application, **kwargs: Any) -> BaseTestServer:
+        if STATE not in app:
+            return await aiohttp_server(app, **kwargs)
+        server = RouterServer(app)
+        await server.start_server()
+        servers.append(server)
+        return server
+
+    yield serve
+    for server in servers:
+        await server.close()
+
 
 RULES = """
 version: 1
@@ -110,7 +161,9 @@ def router_factory(aiohttp_server: Any) -> Callable[..., Awaitable[TestServer]]:
     async def make(upstream_url: str, edit: Callable[[str], str] = lambda text: text) -> TestServer:
         plugins = load_plugins()
         registry, rules = plugins.registry()
-        config = parse_config(edit(embedded_rules_text()), "default", registry, Overrides(upstream_url=upstream_url), rules)
+        config = parse_config(
+            edit(embedded_rules_text()), "default", registry, Overrides(upstream_url=upstream_url), rules
+        )
         return await aiohttp_server(build_app(config, registry, plugins=plugins, plugin_rules=rules))
 
     return make

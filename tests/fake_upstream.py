@@ -8,7 +8,7 @@ comma-separated list of directives:
   hold=NAME       after message_start, wait until the test calls release(NAME)
   hold_before=NAME  wait for release(NAME) before sending any response headers
   status=N        answer with this HTTP status and an Anthropic-shaped error
-  die_after=N     stream N deltas, then drop the connection
+  die_after=N     stream N deltas, then drop the connection (with die_when=NAME: once gate NAME opens)
   stall_after=N   stream N deltas, then go silent (connection kept open)
   tool=NAME       answer with a tool_use block calling NAME
 """
@@ -38,7 +38,9 @@ class Seen:
     @property
     def user_text(self) -> str:
         """Text of the last message, for identifying requests in order checks."""
-        content = self.body["messages"][-1]["content"] if isinstance(self.body, dict) and self.body.get("messages") else ""
+        content = (
+            self.body["messages"][-1]["content"] if isinstance(self.body, dict) and self.body.get("messages") else ""
+        )
         if isinstance(content, list):
             return " ".join(b.get("text", "") for b in content if isinstance(b, dict))
         return content
@@ -130,7 +132,8 @@ class FakeUpstream:
             status = int(d["status"])
             seen.outcome = "error"
             return web.json_response(
-                {"type": "error", "error": {"type": "upstream_says", "message": f"upstream error {status}"}}, status=status
+                {"type": "error", "error": {"type": "upstream_says", "message": f"upstream error {status}"}},
+                status=status,
             )
         body = seen.body if isinstance(seen.body, dict) else {}
         if request.path == "/v1/chat/completions":
@@ -151,7 +154,11 @@ class FakeUpstream:
         if not body.get("stream"):
             if "hold" in d:
                 await self.gate(d["hold"]).wait()
-            return web.json_response(_message(model, d.get("say") or "".join(f"tok{i} " for i in range(events)), d.get("tool"), self.agent_command))
+            return web.json_response(
+                _message(
+                    model, d.get("say") or "".join(f"tok{i} " for i in range(events)), d.get("tool"), self.agent_command
+                )
+            )
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         start = _message(model, "", None, None)
@@ -162,20 +169,33 @@ class FakeUpstream:
         index = 0
         if d.get("tool"):
             block = {"type": "tool_use", "id": "toolu_test1", "name": d["tool"], "input": {}}
-            await response.write(_sse("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}))
+            await response.write(
+                _sse("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block})
+            )
             delta = {"type": "input_json_delta", "partial_json": json.dumps(_tool_input(self.agent_command))}
-            await response.write(_sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}))
+            await response.write(
+                _sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
+            )
             await response.write(_sse("content_block_stop", {"type": "content_block_stop", "index": 0}))
         else:
-            await response.write(_sse("content_block_start", {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}))
+            await response.write(
+                _sse(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}},
+                )
+            )
             if d.get("say"):
                 delta = {"type": "text_delta", "text": d["say"]}
-                await response.write(_sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}))
+                await response.write(
+                    _sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+                )
                 events = 0
             for i in range(events):
                 if "stall_after" in d and i == int(d["stall_after"]):
                     await asyncio.sleep(3600)  # alive but silent
                 if "die_after" in d and i == int(d["die_after"]):
+                    if "die_when" in d:  # the test opens this gate once the client has what came before
+                        await self.gate(d["die_when"]).wait()
                     seen.outcome = "died"
                     assert request.transport is not None
                     request.transport.abort()
@@ -183,15 +203,25 @@ class FakeUpstream:
                 if delay:
                     await asyncio.sleep(delay)
                 delta = {"type": "text_delta", "text": f"tok{i} "}
-                await response.write(_sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}))
+                await response.write(
+                    _sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+                )
             await response.write(_sse("content_block_stop", {"type": "content_block_stop", "index": index}))
         stop = "tool_use" if d.get("tool") else "end_turn"
-        await response.write(_sse("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None}, "usage": {"output_tokens": events}}))
+        await response.write(
+            _sse(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": stop, "stop_sequence": None},
+                    "usage": {"output_tokens": events},
+                },
+            )
+        )
         self.last_event_sent[id(seen)] = time.monotonic()
         await response.write(_sse("message_stop", {"type": "message_stop"}))
         await response.write_eof()
         return response
-
 
     async def _openai_chat(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
         """OpenAI chat completions: a tool call first when playing an agent, then the tool's output."""
@@ -199,18 +229,62 @@ class FakeUpstream:
         last = messages[-1] if messages else {}
         tool_call = None
         if self.agent_command and body.get("tools") and last.get("role") != "tool":
-            name = next((t["function"]["name"] for t in body["tools"] if t.get("function", {}).get("name") in ("bash", "Bash", "shell")), body["tools"][0]["function"]["name"])
-            tool_call = {"index": 0, "id": "call_test1", "type": "function", "function": {"name": name, "arguments": json.dumps({"command": self.agent_command, "description": "Run the command the test asked for"})}}
-        text = "" if tool_call else (f"The command printed: {str(last.get('content', '')).strip()}" if last.get("role") == "tool" else "tok0 tok1 tok2 ")
+            name = next(
+                (
+                    t["function"]["name"]
+                    for t in body["tools"]
+                    if t.get("function", {}).get("name") in ("bash", "Bash", "shell")
+                ),
+                body["tools"][0]["function"]["name"],
+            )
+            tool_call = {
+                "index": 0,
+                "id": "call_test1",
+                "type": "function",
+                "function": {
+                    "name": name,
+                    "arguments": json.dumps(
+                        {"command": self.agent_command, "description": "Run the command the test asked for"}
+                    ),
+                },
+            }
+        text = (
+            ""
+            if tool_call
+            else (
+                f"The command printed: {str(last.get('content', '')).strip()}"
+                if last.get("role") == "tool"
+                else "tok0 tok1 tok2 "
+            )
+        )
         finish = "tool_calls" if tool_call else "stop"
         if not body.get("stream"):
-            message = {"role": "assistant", "content": text or None, **({"tool_calls": [{k: v for k, v in tool_call.items() if k != "index"}]} if tool_call else {})}
-            return web.json_response({"id": "chatcmpl-up", "object": "chat.completion", "created": 0, "model": body.get("model"), "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}})
+            message = {
+                "role": "assistant",
+                "content": text or None,
+                **({"tool_calls": [{k: v for k, v in tool_call.items() if k != "index"}]} if tool_call else {}),
+            }
+            return web.json_response(
+                {
+                    "id": "chatcmpl-up",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": body.get("model"),
+                    "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                    "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+                }
+            )
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
 
         async def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> None:
-            data = {"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": 0, "model": body.get("model"), "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
+            data = {
+                "id": "chatcmpl-up",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": body.get("model"),
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+            }
             await response.write(f"data: {json.dumps(data)}\n\n".encode())
 
         await chunk({"role": "assistant", "content": ""})
@@ -220,12 +294,18 @@ class FakeUpstream:
             await chunk({"content": text})
         await chunk({}, finish)
         if (body.get("stream_options") or {}).get("include_usage"):
-            usage = {"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": 0, "model": body.get("model"), "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}
+            usage = {
+                "id": "chatcmpl-up",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": body.get("model"),
+                "choices": [],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+            }
             await response.write(f"data: {json.dumps(usage)}\n\n".encode())
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
-
 
     async def _openai_responses(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
         """OpenAI Responses: a function call first when playing an agent, then the tool's output."""
@@ -233,13 +313,39 @@ class FakeUpstream:
         outputs = [i for i in items if isinstance(i, dict) and i.get("type") == "function_call_output"]
         call = bool(self.agent_command and body.get("tools") and not outputs)
         if call:
-            item = {"type": "function_call", "id": "fc_test1", "call_id": "call_test1", "name": "exec_command", "arguments": json.dumps({"cmd": self.agent_command}), "status": "completed"}
+            item = {
+                "type": "function_call",
+                "id": "fc_test1",
+                "call_id": "call_test1",
+                "name": "exec_command",
+                "arguments": json.dumps({"cmd": self.agent_command}),
+                "status": "completed",
+            }
         else:
             said = str(outputs[-1].get("output", "")) if outputs else ""
             text = f"The command printed: {said.strip()}" if outputs else "tok0 tok1 tok2 "
-            item = {"type": "message", "id": "msg_up1", "status": "completed", "role": "assistant", "content": [{"type": "output_text", "text": text, "annotations": []}]}
-        done = {"id": "resp_up1", "object": "response", "created_at": 0, "status": "completed", "model": body.get("model"), "output": [item],
-                "usage": {"input_tokens": 5, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 3, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 8}}
+            item = {
+                "type": "message",
+                "id": "msg_up1",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": text, "annotations": []}],
+            }
+        done = {
+            "id": "resp_up1",
+            "object": "response",
+            "created_at": 0,
+            "status": "completed",
+            "model": body.get("model"),
+            "output": [item],
+            "usage": {
+                "input_tokens": 5,
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens": 3,
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": 8,
+            },
+        }
         if not body.get("stream"):
             return web.json_response(done)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -247,14 +353,18 @@ class FakeUpstream:
         sequence = iter(range(100))
 
         async def event(name: str, data: dict[str, Any]) -> None:
-            await response.write(f"event: {name}\ndata: {json.dumps({'type': name, **data, 'sequence_number': next(sequence)})}\n\n".encode())
+            await response.write(
+                f"event: {name}\ndata: {json.dumps({'type': name, **data, 'sequence_number': next(sequence)})}\n\n".encode()
+            )
 
         await event("response.created", {"response": {**done, "status": "in_progress", "output": []}})
         await event("response.output_item.added", {"output_index": 0, "item": {**item, "status": "in_progress"}})
         if not call:
             text = item["content"][0]["text"]
             where = {"item_id": item["id"], "output_index": 0, "content_index": 0}
-            await event("response.content_part.added", {**where, "part": {"type": "output_text", "text": "", "annotations": []}})
+            await event(
+                "response.content_part.added", {**where, "part": {"type": "output_text", "text": "", "annotations": []}}
+            )
             await event("response.output_text.delta", {**where, "delta": text})
             await event("response.output_text.done", {**where, "text": text})
             await event("response.content_part.done", {**where, "part": item["content"][0]})
@@ -263,20 +373,32 @@ class FakeUpstream:
         await response.write_eof()
         return response
 
-
     async def _gemini(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
         """Gemini generateContent / streamGenerateContent: a function call first when playing an agent."""
         contents = body.get("contents") or []
-        responses = [p["functionResponse"] for c in contents for p in c.get("parts", []) if isinstance(p, dict) and "functionResponse" in p]
+        responses = [
+            p["functionResponse"]
+            for c in contents
+            for p in c.get("parts", [])
+            if isinstance(p, dict) and "functionResponse" in p
+        ]
         if self.agent_command and body.get("tools") and not responses:
-            part: dict[str, Any] = {"functionCall": {"name": "run_shell_command", "args": {"command": self.agent_command, "description": "Run the command the test asked for"}}}
+            part: dict[str, Any] = {
+                "functionCall": {
+                    "name": "run_shell_command",
+                    "args": {"command": self.agent_command, "description": "Run the command the test asked for"},
+                }
+            }
         elif responses:
             output = responses[-1].get("response", {})
             part = {"text": f"The command printed: {json.dumps(output)}"}
         else:
             part = {"text": "tok0 tok1 tok2 "}
-        reply = {"candidates": [{"content": {"parts": [part], "role": "model"}, "finishReason": "STOP", "index": 0}],
-                 "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 3, "totalTokenCount": 8}, "modelVersion": "upstream"}
+        reply = {
+            "candidates": [{"content": {"parts": [part], "role": "model"}, "finishReason": "STOP", "index": 0}],
+            "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 3, "totalTokenCount": 8},
+            "modelVersion": "upstream",
+        }
         if ":streamGenerateContent" not in request.path:
             return web.json_response(reply)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})

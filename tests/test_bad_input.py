@@ -69,7 +69,9 @@ async def test_wrong_field_types_are_400_naming_the_field(make_router, upstream,
 async def test_missing_required_fields_are_400(make_router, http, missing):
     client = await http(await make_router())
     body = {k: v for k, v in GOOD.items() if k != missing}
-    await expect_error(await client.post("/v1/messages", json=body), 400, "invalid_request_error", f"{missing}: field required")
+    await expect_error(
+        await client.post("/v1/messages", json=body), 400, "invalid_request_error", f"{missing}: field required"
+    )
 
 
 async def test_count_tokens_does_not_need_max_tokens(make_router, http):
@@ -82,14 +84,18 @@ async def test_oversized_body_is_413_and_the_limit_is_configurable(make_router, 
     rules = "limits: {{max_body: 1KiB}}\n" + RULES
     client = await http(await make_router(rules))
     big = {**GOOD, "messages": user_message("x" * 2000)}
-    await expect_error(await client.post("/v1/messages", json=big), 413, "request_too_large", "1024 byte limit", "max_body")
+    await expect_error(
+        await client.post("/v1/messages", json=big), 413, "request_too_large", "1024 byte limit", "max_body"
+    )
     assert (await client.post("/v1/messages", json=GOOD)).status == 200
 
 
 async def test_default_limit_accepts_bodies_over_aiohttps_one_mib(make_router, upstream, http):
     client = await http(await make_router())
     image_sized = json.dumps({**GOOD, "messages": user_message("x" * (3 * 1024 * 1024))}).encode()
-    response = await client.post("/v1/messages", data=io.BytesIO(image_sized), headers={"Content-Type": "application/json"})
+    response = await client.post(
+        "/v1/messages", data=io.BytesIO(image_sized), headers={"Content-Type": "application/json"}
+    )
     assert response.status == 200
     assert len(upstream.seen[0].body["messages"][0]["content"]) == 3 * 1024 * 1024
 
@@ -121,4 +127,6 @@ async def test_unknown_path_with_catch_all_is_forwarded(make_router, upstream, h
 async def test_estimate_on_a_message_request_explains_the_rule_problem(make_router, http):
     rules = NO_CATCH_ALL.replace("{{fake: {{text: hi}}}}", "{{estimate: {{}}}}")
     client = await http(await make_router(rules))
-    await expect_error(await client.post("/v1/messages", json=GOOD), 400, "invalid_request_error", "only-messages", "estimate")
+    await expect_error(
+        await client.post("/v1/messages", json=GOOD), 400, "invalid_request_error", "only-messages", "estimate"
+    )

@@ -28,7 +28,9 @@ def test_benchmark_runs(tmp_path, script, args, result):
     results = ROOT / "bench" / "results"
     saved = (results / f"{result}.json").read_text() if (results / f"{result}.json").exists() else None
     try:
-        run = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args], capture_output=True, text=True, timeout=300, cwd=ROOT)
+        run = subprocess.run(
+            [sys.executable, str(ROOT / "bench" / script), *args], capture_output=True, text=True, timeout=300, cwd=ROOT
+        )
         assert run.returncode == 0, run.stdout + run.stderr
         data = json.loads((results / f"{result}.json").read_text())
         assert data["command"].startswith(f"python bench/{script}")

@@ -14,7 +14,7 @@ import pytest
 
 from router.app import build_app
 from router.config import Overrides, load_config
-from router.registry import builtin_registry
+from router.plugins import builtin_registry
 from tests.clients import client_binary
 
 MARKER = "GHOST_TOOL_RAN"
@@ -33,22 +33,35 @@ async def run_claude(binary, router_url: str, workdir, extra_env: dict[str, str]
         **extra_env,
     }
     process = await asyncio.create_subprocess_exec(
-        str(binary), "-p", f"Run the shell command: echo {MARKER}", "--model", "local-model", "--allowedTools", "Bash",
-        cwd=workdir, env=env, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        str(binary),
+        "-p",
+        f"Run the shell command: echo {MARKER}",
+        "--model",
+        "local-model",
+        "--allowedTools",
+        "Bash",
+        cwd=workdir,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         out, err = await asyncio.wait_for(process.communicate(), 180)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         process.kill()
         out, err = await process.communicate()
-        raise AssertionError(f"claude -p did not finish in 180 s\nstdout: {out.decode()}\nstderr: {err.decode()}") from None
+        raise AssertionError(
+            f"claude -p did not finish in 180 s\nstdout: {out.decode()}\nstderr: {err.decode()}"
+        ) from None
     return process.returncode, out.decode(), err.decode()
 
 
 @pytest.mark.parametrize("version", ["2.1.331", "2.1.197"])
 @pytest.mark.parametrize("switches", [{}, {"CLAUDE_CODE_ATTRIBUTION_HEADER": "0"}], ids=["plain", "attribution-off"])
-async def test_claude_p_completes_a_tool_turn_through_the_default_rules(aiohttp_server, agent_upstream, tmp_path, caplog, version, switches):
+async def test_claude_p_completes_a_tool_turn_through_the_default_rules(
+    aiohttp_server, agent_upstream, tmp_path, caplog, version, switches
+):
     binary = client_binary(f"claude-{version}", "claude")
     config = load_config(None, builtin_registry(), Overrides(upstream_url=agent_upstream.url))
     router = await aiohttp_server(build_app(config, verbose=True))

@@ -16,7 +16,7 @@ import pytest
 
 from router.app import STATE, build_app
 from router.config import Overrides, embedded_rules_text, parse_config
-from router.registry import builtin_registry
+from router.plugins import builtin_registry
 from tests import claude_code_shapes as cc
 
 
@@ -25,7 +25,9 @@ def default_router(aiohttp_server, upstream):
     """A router on the embedded default rules (optionally edited), pointed at the fake upstream."""
 
     async def make(edit=lambda text: text):
-        config = parse_config(edit(embedded_rules_text()), "default", builtin_registry(), Overrides(upstream_url=upstream.url))
+        config = parse_config(
+            edit(embedded_rules_text()), "default", builtin_registry(), Overrides(upstream_url=upstream.url)
+        )
         return await aiohttp_server(build_app(config))
 
     return make
@@ -86,7 +88,9 @@ async def test_context_burst_of_26_count_tokens_is_answered_while_a_turn_streams
     async def count(i: int) -> int:
         body = cc.count_tokens_request(i)
         extra = {"tools": body["tools"]} if "tools" in body else {}
-        result = await client.messages.count_tokens(model=body["model"], messages=body["messages"], extra_body=extra, extra_headers=cc.headers())
+        result = await client.messages.count_tokens(
+            model=body["model"], messages=body["messages"], extra_body=extra, extra_headers=cc.headers()
+        )
         return result.input_tokens
 
     counts = await asyncio.wait_for(asyncio.gather(*(count(i) for i in range(26))), 5)
@@ -112,7 +116,7 @@ async def test_classifier_alternative_forwards_at_background_priority(default_ro
     def enable_forward(text: str) -> str:
         start = text.index("  - name: auto-mode-classifier\n    match")
         end = text.index("  # Alternative: let the local model judge")
-        alternative = text[text.index("  # - name: auto-mode-classifier"):text.index("  # Any other housekeeping")]
+        alternative = text[text.index("  # - name: auto-mode-classifier") : text.index("  # Any other housekeeping")]
         return text[:start] + alternative.replace("  # ", "  ").replace("\n  #", "\n ") + text[end:]
 
     router = await default_router(enable_forward)
@@ -138,7 +142,9 @@ async def test_subagents_one_ms_apart_queue_behind_the_users_turn(default_router
     await upstream.wait_for(1)
     agents = []
     for name in ("a98b575f284eb4b28", "a8ba071012d87ff54"):
-        agents.append(asyncio.create_task(send(client, cc.main_turn(f"agent {name}", subagent=True), cc.headers(agent_id=name))))
+        agents.append(
+            asyncio.create_task(send(client, cc.main_turn(f"agent {name}", subagent=True), cc.headers(agent_id=name)))
+        )
         await asyncio.sleep(0.001)
     await queued(router, 2)
     user = asyncio.create_task(send(client, cc.main_turn("user follow-up"), cc.headers()))
@@ -171,13 +177,33 @@ async def test_v197_probe_and_title_on_every_turn(default_router, upstream, sdk,
 @pytest.mark.parametrize(
     "system, user, max_tokens, rule, answer",
     [
-        ("Analyze if this message indicates a new conversation topic. Format your response as a JSON object with two fields: 'isNewTopic' (boolean) and 'title'.", "fix the login bug", 512, "topic", {"isNewTopic": False, "title": None}),
+        (
+            "Analyze if this message indicates a new conversation topic. Format your response as a JSON object with two fields: 'isNewTopic' (boolean) and 'title'.",
+            "fix the login bug",
+            512,
+            "topic",
+            {"isNewTopic": False, "title": None},
+        ),
         ("", "quota", 1, "quota-probe", "OK"),
-        ("Your task is to process Bash commands that an AI coding agent wants to run.", "<policy_spec>\n# Claude Code Bash command prefix detection\n</policy_spec>\nCommand: git status", 512, "bash-prefix", "none"),
-        ("Summarize this coding conversation in under 50 characters.", "refactor the payment module", 512, "session-title-legacy", "Refactor the payment module"),
+        (
+            "Your task is to process Bash commands that an AI coding agent wants to run.",
+            "<policy_spec>\n# Claude Code Bash command prefix detection\n</policy_spec>\nCommand: git status",
+            512,
+            "bash-prefix",
+            "none",
+        ),
+        (
+            "Summarize this coding conversation in under 50 characters.",
+            "refactor the payment module",
+            512,
+            "session-title-legacy",
+            "Refactor the payment module",
+        ),
     ],
 )
-async def test_legacy_haiku_housekeeping_is_faked_in_the_callers_format(default_router, upstream, sdk, caplog, system, user, max_tokens, rule, answer):
+async def test_legacy_haiku_housekeeping_is_faked_in_the_callers_format(
+    default_router, upstream, sdk, caplog, system, user, max_tokens, rule, answer
+):
     client = sdk(await default_router())
     result = await send(client, cc.haiku_request(system, user, max_tokens), cc.headers("1.0.100"))
     text = result.content[0].text
@@ -185,12 +211,16 @@ async def test_legacy_haiku_housekeeping_is_faked_in_the_callers_format(default_
     assert decisions(caplog) == [rule] and upstream.seen == []
 
 
-async def test_other_haiku_calls_go_to_the_local_model_behind_user_turns_with_a_cap(default_router, upstream, sdk, caplog):
+async def test_other_haiku_calls_go_to_the_local_model_behind_user_turns_with_a_cap(
+    default_router, upstream, sdk, caplog
+):
     router = await default_router()
     client = sdk(router)
     turn = asyncio.create_task(send(client, cc.main_turn("first"), cc.headers(), hold="turn"))
     await upstream.wait_for(1)
-    haiku = asyncio.create_task(send(client, cc.haiku_request("Filter these tools", "which tools matter?", 4096), cc.headers("1.0.100")))
+    haiku = asyncio.create_task(
+        send(client, cc.haiku_request("Filter these tools", "which tools matter?", 4096), cc.headers("1.0.100"))
+    )
     await queued(router, 1)
     user = asyncio.create_task(send(client, cc.main_turn("second"), cc.headers()))
     await queued(router, 2)
@@ -216,7 +246,12 @@ async def test_fold_and_drop_are_per_upstream_options(default_router, upstream, 
 
 
 async def test_model_override_renames_main_turns_only(aiohttp_server, upstream, sdk):
-    config = parse_config(embedded_rules_text(), "default", builtin_registry(), Overrides(upstream_url=upstream.url, model="qwen2.5-coder-7b"))
+    config = parse_config(
+        embedded_rules_text(),
+        "default",
+        builtin_registry(),
+        Overrides(upstream_url=upstream.url, model="qwen2.5-coder-7b"),
+    )
     client = sdk(await aiohttp_server(build_app(config)))
     await send(client, cc.main_turn("hi"), cc.headers())
     assert upstream.seen[0].body["model"] == "qwen2.5-coder-7b"

@@ -14,8 +14,19 @@ from tests.conftest import user_message
 
 async def test_serve_prints_banner_answers_and_stops_cleanly(upstream):
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "router", "serve", "--port", "0", "--upstream", upstream.url, "--model", "qwen2.5-coder", "-v",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "router",
+        "serve",
+        "--port",
+        "0",
+        "--upstream",
+        upstream.url,
+        "--model",
+        "qwen2.5-coder",
+        "-v",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         banner = [(await asyncio.wait_for(process.stdout.readline(), 20)).decode() for _ in range(5)]
@@ -23,11 +34,17 @@ async def test_serve_prints_banner_answers_and_stops_cleanly(upstream):
         assert banner[1].startswith("rules: <embedded default rules>")
         assert banner[2].strip() == "plugins: codex, gemini, opencode"
         assert banner[3].startswith(f"upstream local: {upstream.url} (max_concurrency 1)")
-        assert banner[4].strip() == f"client: ANTHROPIC_BASE_URL={url} ANTHROPIC_API_KEY=none claude --model qwen2.5-coder"
+        assert (
+            banner[4].strip() == f"client: ANTHROPIC_BASE_URL={url} ANTHROPIC_API_KEY=none claude --model qwen2.5-coder"
+        )
         async with aiohttp.ClientSession(base_url=url) as http:
             async with http.head("/api/hello") as probe:
                 assert probe.status == 200
-            async with http.post("/v1/messages", json={"model": "m", "max_tokens": 5, "messages": user_message("hi")}, headers={"x-api-key": "sk-never-log-me"}) as turn:
+            async with http.post(
+                "/v1/messages",
+                json={"model": "m", "max_tokens": 5, "messages": user_message("hi")},
+                headers={"x-api-key": "sk-never-log-me"},
+            ) as turn:
                 assert turn.status == 200
             async with http.get("/_router/status") as status:
                 doc = await status.json()
@@ -57,20 +74,40 @@ async def test_serve_refuses_non_loopback_without_insecure():
 
 
 async def test_rules_command_prints_the_embedded_table():
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "router", "rules", stdout=asyncio.subprocess.PIPE)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "router", "rules", stdout=asyncio.subprocess.PIPE
+    )
     out, _ = await asyncio.wait_for(process.communicate(), 20)
     assert process.returncode == 0 and b"name: count-tokens" in out
 
 
 async def test_log_line_has_every_field_and_no_keys(make_router, upstream, http, caplog):
     client = await http(await make_router())
-    body = {"model": "claude-opus", "max_tokens": 5, "messages": user_message("hi"), "tools": [{"name": "Bash", "input_schema": {}}]}
-    response = await client.post("/v1/messages", json=body, headers={"x-api-key": "sk-secret-1", "Authorization": "Bearer sk-secret-2"})
+    body = {
+        "model": "claude-opus",
+        "max_tokens": 5,
+        "messages": user_message("hi"),
+        "tools": [{"name": "Bash", "input_schema": {}}],
+    }
+    response = await client.post(
+        "/v1/messages", json=body, headers={"x-api-key": "sk-secret-1", "Authorization": "Bearer sk-secret-2"}
+    )
     await response.read()
     lines = [r.getMessage() for r in caplog.records if r.name == "ghost_router"]
     assert len(lines) == 1
     line = lines[0]
-    for field in ["POST /v1/messages", "model=claude-opus", "tools=1", "rule=main", "action=rewrite+forward:local/user", "status=200", "wait=", "upstream=", "bytes=", "why=[match-all]"]:
+    for field in [
+        "POST /v1/messages",
+        "model=claude-opus",
+        "tools=1",
+        "rule=main",
+        "action=rewrite+forward:local/user",
+        "status=200",
+        "wait=",
+        "upstream=",
+        "bytes=",
+        "why=[match-all]",
+    ]:
         assert field in line, line
     assert re.match(r"#\d{6} anthropic ", line)
     assert "sk-secret" not in caplog.text
@@ -79,9 +116,17 @@ async def test_log_line_has_every_field_and_no_keys(make_router, upstream, http,
 async def test_status_reports_queue_and_hits_live(make_router, upstream, http):
     router = await make_router()
     client = await http(router)
-    holder = asyncio.create_task(client.post("/v1/messages", json={"model": "m", "max_tokens": 5, "messages": user_message("a")}, headers={"x-test-upstream": "hold=h"}))
+    holder = asyncio.create_task(
+        client.post(
+            "/v1/messages",
+            json={"model": "m", "max_tokens": 5, "messages": user_message("a")},
+            headers={"x-test-upstream": "hold=h"},
+        )
+    )
     await upstream.wait_for(1)
-    waiter = asyncio.create_task(client.post("/v1/messages", json={"model": "m", "max_tokens": 5, "messages": user_message("b")}))
+    waiter = asyncio.create_task(
+        client.post("/v1/messages", json={"model": "m", "max_tokens": 5, "messages": user_message("b")})
+    )
     for _ in range(200):
         doc = await (await client.get("/_router/status")).json()
         if doc["upstreams"]["local"]["queued"] == 1:
@@ -98,7 +143,11 @@ async def test_status_reports_queue_and_hits_live(make_router, upstream, http):
 async def test_client_gone_is_logged_as_499(make_router, upstream, http, caplog):
     router = await make_router()
     client = await http(router)
-    response = await client.post("/v1/messages", json={"model": "m", "max_tokens": 5, "stream": True, "messages": user_message("x")}, headers={"x-test-upstream": "hold=never"})
+    response = await client.post(
+        "/v1/messages",
+        json={"model": "m", "max_tokens": 5, "stream": True, "messages": user_message("x")},
+        headers={"x-test-upstream": "hold=never"},
+    )
     await response.content.readuntil(b"\n\n")
     response.close()
     await upstream.wait_outcome(0, "cancelled")

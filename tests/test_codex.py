@@ -12,22 +12,44 @@ import pytest
 
 from tests.clients import client_binary
 
-TITLE_PROMPT = ("Generate a concise, single-line task title of at most 36 characters and under five words where possible. "
-                "Start with an imperative verb.\n\nUser prompt:\nrefactor the payment retry logic in billing.py")
-TITLE_FORMAT = {"format": {"type": "json_schema", "strict": True, "name": "codex_output_schema",
-                           "schema": {"type": "object", "properties": {"title": {"type": "string", "minLength": 1, "maxLength": 36}}, "required": ["title"], "additionalProperties": False}}}
+TITLE_PROMPT = (
+    "Generate a concise, single-line task title of at most 36 characters and under five words where possible. "
+    "Start with an imperative verb.\n\nUser prompt:\nrefactor the payment retry logic in billing.py"
+)
+TITLE_FORMAT = {
+    "format": {
+        "type": "json_schema",
+        "strict": True,
+        "name": "codex_output_schema",
+        "schema": {
+            "type": "object",
+            "properties": {"title": {"type": "string", "minLength": 1, "maxLength": 36}},
+            "required": ["title"],
+            "additionalProperties": False,
+        },
+    }
+}
 
 
 def metadata(**fields: str) -> dict[str, str]:
-    return {"x-codex-turn-metadata": json.dumps({"session_id": "s1", "request_kind": "turn", "thread_source": "user", **fields}),
-            "User-Agent": "codex-tui/0.169.0 (Debian 12.0.0; x86_64)"}
+    return {
+        "x-codex-turn-metadata": json.dumps(
+            {"session_id": "s1", "request_kind": "turn", "thread_source": "user", **fields}
+        ),
+        "User-Agent": "codex-tui/0.169.0 (Debian 12.0.0; x86_64)",
+    }
 
 
 @pytest.mark.parametrize("stream", [False, True])
 async def test_tui_title_is_faked_as_json_the_openai_sdk_accepts(router_factory, upstream, stream):
     router = await router_factory(upstream.url)
     client = openai.AsyncOpenAI(base_url=str(router.make_url("/v1")), api_key="none", max_retries=0)
-    kwargs = dict(model="local-model", input=[{"role": "user", "content": [{"type": "input_text", "text": TITLE_PROMPT}]}], text=TITLE_FORMAT, extra_headers=metadata(thread_source="thread_title"))
+    kwargs = dict(
+        model="local-model",
+        input=[{"role": "user", "content": [{"type": "input_text", "text": TITLE_PROMPT}]}],
+        text=TITLE_FORMAT,
+        extra_headers=metadata(thread_source="thread_title"),
+    )
     if stream:
         events = [e async for e in await client.responses.create(stream=True, **kwargs)]
         assert [e.type for e in events][0] == "response.created" and events[-1].type == "response.completed"
@@ -52,7 +74,9 @@ async def test_turns_guardian_and_compaction_are_forwarded(router_factory, upstr
     await client.close()
 
 
-async def test_real_codex_exec_completes_a_tool_turn_through_the_router(router_factory, agent_upstream, tmp_path, caplog):
+async def test_real_codex_exec_completes_a_tool_turn_through_the_router(
+    router_factory, agent_upstream, tmp_path, caplog
+):
     binary = client_binary("codex", "codex")
     fake = agent_upstream
     router = await router_factory(fake.url)
@@ -65,8 +89,16 @@ async def test_real_codex_exec_completes_a_tool_turn_through_the_router(router_f
     )
     env = {"PATH": os.environ["PATH"], "HOME": str(home), "CODEX_HOME": str(home / ".codex")}
     process = await asyncio.create_subprocess_exec(
-        str(binary), "exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox", "Run the shell command: echo GHOST_TOOL_RAN",
-        cwd=work, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        str(binary),
+        "exec",
+        "--skip-git-repo-check",
+        "--dangerously-bypass-approvals-and-sandbox",
+        "Run the shell command: echo GHOST_TOOL_RAN",
+        cwd=work,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     out, _ = await asyncio.wait_for(process.communicate(), 240)
     text = out.decode(errors="replace")
@@ -74,4 +106,8 @@ async def test_real_codex_exec_completes_a_tool_turn_through_the_router(router_f
     assert "The command printed:" in text and text.count("GHOST_TOOL_RAN") >= 2, text
     assert len(fake.seen) >= 2 and fake.max_in_flight == 1 and not fake.violations
     assert all(s.path == "/v1/responses" for s in fake.seen)
-    assert all("client=" not in r.getMessage() and " codex POST /v1/responses" in r.getMessage() for r in caplog.records if r.name == "ghost_router")
+    assert all(
+        "client=" not in r.getMessage() and " codex POST /v1/responses" in r.getMessage()
+        for r in caplog.records
+        if r.name == "ghost_router"
+    )

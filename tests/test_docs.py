@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from router.registry import builtin_registry
+from router.plugins import builtin_registry
 from router.rules.schema import UPSTREAM, build_schema
 
 ROOT = Path(__file__).parent.parent

@@ -26,7 +26,11 @@ rules:
 
 async def test_exact_counts_are_cached_and_do_not_wait_for_the_slot(make_router, upstream, sdk, closed_port):
     client = sdk(await make_router(TOKENIZER, closed_port=closed_port))
-    turn = asyncio.create_task(client.messages.create(model="m", max_tokens=5, messages=user_message("busy"), extra_headers={"x-test-upstream": "hold=turn"}))
+    turn = asyncio.create_task(
+        client.messages.create(
+            model="m", max_tokens=5, messages=user_message("busy"), extra_headers={"x-test-upstream": "hold=turn"}
+        )
+    )
     await upstream.wait_for(1)
     messages = user_message("one two three four five six seven")
     first = await asyncio.wait_for(client.messages.count_tokens(model="exact", messages=messages), 5)

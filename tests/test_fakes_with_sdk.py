@@ -42,14 +42,18 @@ TITLE_SYSTEM = [
     {"type": "text", "text": "You are naming a coding session so the user can pick it out of a long list of sessions."},
 ]
 TITLE_PROMPT = "<session>\nwrite a python function that adds two numbers\n</session>\n\nWrite the title in the predominant language."
-JSON_FORMAT = {"format": {"type": "json_schema", "schema": {"type": "object", "properties": {"title": {"type": "string"}}}}}
+JSON_FORMAT = {
+    "format": {"type": "json_schema", "schema": {"type": "object", "properties": {"title": {"type": "string"}}}}
+}
 
 
 @pytest.mark.parametrize("stream", [False, True])
 async def test_text_fake_is_a_valid_message(sdk, make_router, upstream, stream):
     client = sdk(await make_router(FAKES))
     if stream:
-        async with client.messages.stream(model="claude-haiku-4-5", max_tokens=10, messages=user_message("say ok")) as s:
+        async with client.messages.stream(
+            model="claude-haiku-4-5", max_tokens=10, messages=user_message("say ok")
+        ) as s:
             events = [event.type async for event in s]
             message = await s.get_final_message()
         assert events[:2] == ["message_start", "content_block_start"]
@@ -79,7 +83,10 @@ async def test_title_fake_answers_json_when_the_request_asks_for_json(sdk, make_
 async def test_title_fake_answers_plain_text_without_a_format(sdk, make_router):
     client = sdk(await make_router(FAKES))
     message = await client.messages.create(
-        model="m", max_tokens=50, system=TITLE_SYSTEM, messages=user_message("fix the flaky login test in auth.py please")
+        model="m",
+        max_tokens=50,
+        system=TITLE_SYSTEM,
+        messages=user_message("fix the flaky login test in auth.py please"),
     )
     assert message.content[0].text == "Fix the flaky login test in"
 
@@ -102,7 +109,13 @@ async def test_json_fake_and_stop_reason(sdk, make_router, stream):
 async def test_count_tokens_works_against_estimate(sdk, make_router, upstream):
     client = sdk(await make_router(FAKES))
     small = await client.messages.count_tokens(model="local-model", messages=user_message("hello"))
-    tools = [{"name": "Bash", "description": "Run a shell command " * 20, "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}}}]
+    tools = [
+        {
+            "name": "Bash",
+            "description": "Run a shell command " * 20,
+            "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}},
+        }
+    ]
     large = await client.messages.count_tokens(model="local-model", messages=user_message("hello " * 200), tools=tools)
     assert 1 <= small.input_tokens < 10
     assert large.input_tokens > small.input_tokens + 200

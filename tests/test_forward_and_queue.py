@@ -37,7 +37,9 @@ async def queued(router_server, count: int, upstream: str = "local") -> None:
 
 async def test_first_event_arrives_before_upstream_sends_its_last(make_router, upstream, sdk):
     client = sdk(await make_router())
-    async with client.messages.stream(model="m", max_tokens=20, messages=user_message("hi"), **behave("hold=finish,events=5")) as stream:
+    async with client.messages.stream(
+        model="m", max_tokens=20, messages=user_message("hi"), **behave("hold=finish,events=5")
+    ) as stream:
         first = await stream.__aiter__().__anext__()
         assert first.type == "message_start"
         assert upstream.last_event_sent == {}, "the upstream had already finished: the router buffered"
@@ -59,18 +61,26 @@ async def test_thirty_concurrent_mixed_requests_never_exceed_one_slot(make_route
     title_system = "You are naming a coding session so the user can pick it out of a long list of sessions."
 
     async def main_turn(i: int) -> str:
-        async with client.messages.stream(model="claude-opus", max_tokens=50, messages=user_message(f"turn {i}"), **behave("events=4,delay=0.002")) as s:
+        async with client.messages.stream(
+            model="claude-opus", max_tokens=50, messages=user_message(f"turn {i}"), **behave("events=4,delay=0.002")
+        ) as s:
             return await s.get_final_text()
 
     async def title(i: int) -> str:
-        m = await client.messages.create(model="claude-opus", max_tokens=50, system=title_system, messages=user_message(f"session number {i}"))
+        m = await client.messages.create(
+            model="claude-opus", max_tokens=50, system=title_system, messages=user_message(f"session number {i}")
+        )
         return m.content[0].text
 
     async def count(i: int) -> int:
-        return (await client.messages.count_tokens(model="claude-opus", messages=user_message(f"count {i} " * 10))).input_tokens
+        return (
+            await client.messages.count_tokens(model="claude-opus", messages=user_message(f"count {i} " * 10))
+        ).input_tokens
 
     async def haiku(i: int) -> str:
-        m = await client.messages.create(model="claude-haiku-4-5-20251001", max_tokens=1, messages=user_message("quota"))
+        m = await client.messages.create(
+            model="claude-haiku-4-5-20251001", max_tokens=1, messages=user_message("quota")
+        )
         return m.content[0].text
 
     kinds_of_request = (main_turn, title, count, haiku)
@@ -85,22 +95,49 @@ async def test_thirty_concurrent_mixed_requests_never_exceed_one_slot(make_route
 async def test_user_turns_queued_behind_background_go_first(make_router, upstream, sdk):
     router = await make_router()
     client = sdk(router)
-    first = asyncio.create_task(client.messages.create(model="m", max_tokens=5, messages=user_message("first"), **behave("hold=first")))
+    first = asyncio.create_task(
+        client.messages.create(model="m", max_tokens=5, messages=user_message("first"), **behave("hold=first"))
+    )
     await upstream.wait_for(1)
     tasks = []
     for i in range(3):
-        tasks.append(asyncio.create_task(client.messages.create(model="claude-haiku-4-5", max_tokens=5, messages=user_message(f"background {i}"))))
+        tasks.append(
+            asyncio.create_task(
+                client.messages.create(model="claude-haiku-4-5", max_tokens=5, messages=user_message(f"background {i}"))
+            )
+        )
         await queued(router, len(tasks))
     for i in range(2):
-        tasks.append(asyncio.create_task(client.messages.create(model="m", max_tokens=5, messages=user_message(f"subagent {i}"), extra_headers={"x-claude-code-agent-id": f"a{i}"})))
+        tasks.append(
+            asyncio.create_task(
+                client.messages.create(
+                    model="m",
+                    max_tokens=5,
+                    messages=user_message(f"subagent {i}"),
+                    extra_headers={"x-claude-code-agent-id": f"a{i}"},
+                )
+            )
+        )
         await queued(router, len(tasks))
     for i in range(3):
-        tasks.append(asyncio.create_task(client.messages.create(model="m", max_tokens=5, messages=user_message(f"user {i}"))))
+        tasks.append(
+            asyncio.create_task(client.messages.create(model="m", max_tokens=5, messages=user_message(f"user {i}")))
+        )
         await queued(router, len(tasks))
     upstream.release("first")
     await asyncio.gather(first, *tasks)
     order = [s.user_text for s in upstream.seen]
-    assert order == ["first", "user 0", "user 1", "user 2", "subagent 0", "subagent 1", "background 0", "background 1", "background 2"]
+    assert order == [
+        "first",
+        "user 0",
+        "user 1",
+        "user 2",
+        "subagent 0",
+        "subagent 1",
+        "background 0",
+        "background 1",
+        "background 2",
+    ]
     assert upstream.max_in_flight == 1
 
 
@@ -111,7 +148,9 @@ async def test_client_dropping_mid_stream_cancels_upstream_and_frees_the_slot(ma
     dropped = await client.post("/v1/messages", json=body, headers={"x-test-upstream": "hold=never"})
     assert dropped.status == 200
     assert (await dropped.content.readuntil(b"\n\n")).startswith(b"event: message_start")
-    waiting = asyncio.create_task(client.post("/v1/messages", json={**body, "stream": False, "messages": user_message("next")}))
+    waiting = asyncio.create_task(
+        client.post("/v1/messages", json={**body, "stream": False, "messages": user_message("next")})
+    )
     await queued(router, 1)
     dropped.close()
     await upstream.wait_outcome(0, "cancelled")
@@ -138,12 +177,16 @@ async def test_client_leaving_while_queued_leaves_the_queue(make_router, upstrea
     assert [s.user_text for s in upstream.seen] == ["holder", "after"]
 
 
-LIMITED = RULES.replace("max_queue: 256", "max_queue: {max_queue}").replace("queue_timeout: 30s", "queue_timeout: {timeout}")
+LIMITED = RULES.replace("max_queue: 256", "max_queue: {max_queue}").replace(
+    "queue_timeout: 30s", "queue_timeout: {timeout}"
+)
 
 
 async def test_queue_full_is_529_overloaded(make_router, upstream, sdk):
     client = sdk(await make_router(LIMITED, max_queue=0, timeout="30s"))
-    holder = asyncio.create_task(client.messages.create(model="m", max_tokens=5, messages=user_message("x"), **behave("hold=h")))
+    holder = asyncio.create_task(
+        client.messages.create(model="m", max_tokens=5, messages=user_message("x"), **behave("hold=h"))
+    )
     await upstream.wait_for(1)
     with pytest.raises(anthropic.APIStatusError) as info:
         await client.messages.create(model="m", max_tokens=5, messages=user_message("y"))
@@ -156,7 +199,9 @@ async def test_queue_full_is_529_overloaded(make_router, upstream, sdk):
 
 async def test_queue_timeout_is_529_overloaded(make_router, upstream, sdk):
     client = sdk(await make_router(LIMITED, max_queue=10, timeout="200ms"))
-    holder = asyncio.create_task(client.messages.create(model="m", max_tokens=5, messages=user_message("x"), **behave("hold=h")))
+    holder = asyncio.create_task(
+        client.messages.create(model="m", max_tokens=5, messages=user_message("x"), **behave("hold=h"))
+    )
     await upstream.wait_for(1)
     with pytest.raises(anthropic.APIStatusError) as info:
         await client.messages.create(model="m", max_tokens=5, messages=user_message("y"))
@@ -181,18 +226,29 @@ async def test_unreachable_upstream_is_502_naming_the_url(make_router, sdk, clos
 async def test_upstream_errors_pass_through_unchanged(make_router, upstream, http, status):
     client = await http(await make_router())
     response = await client.post(
-        "/v1/messages", json={"model": "m", "max_tokens": 5, "messages": user_message("x")}, headers={"x-test-upstream": f"status={status}"}
+        "/v1/messages",
+        json={"model": "m", "max_tokens": 5, "messages": user_message("x")},
+        headers={"x-test-upstream": f"status={status}"},
     )
     assert response.status == status
-    assert await response.json() == {"type": "error", "error": {"type": "upstream_says", "message": f"upstream error {status}"}}
+    assert await response.json() == {
+        "type": "error",
+        "error": {"type": "upstream_says", "message": f"upstream error {status}"},
+    }
 
 
 async def test_upstream_dying_mid_stream_ends_with_an_sse_error_event(make_router, upstream, http, sdk):
     router = await make_router()
     client = await http(router)
     body = {"model": "m", "max_tokens": 5, "stream": True, "messages": user_message("x")}
-    response = await client.post("/v1/messages", json=body, headers={"x-test-upstream": "events=5,die_after=2"})
-    text = (await response.read()).decode()
+    response = await client.post(
+        "/v1/messages", json=body, headers={"x-test-upstream": "events=5,die_after=2,die_when=die"}
+    )
+    text = ""
+    while "tok1" not in text:  # what came before the failure reaches the client as it arrives
+        text += (await response.content.readany()).decode()
+    upstream.gate("die").set()
+    text += (await response.read()).decode()
     assert response.status == 200
     assert "tok1" in text and "tok2" not in text
     last = text.strip().split("\n\n")[-1]
@@ -201,7 +257,9 @@ async def test_upstream_dying_mid_stream_ends_with_an_sse_error_event(make_route
     assert error["type"] == "error" and error["error"]["type"] == "api_error"
     assert "middle of the response" in error["error"]["message"]
     with pytest.raises(anthropic.APIStatusError):
-        async with sdk(router).messages.stream(model="m", max_tokens=5, messages=user_message("x"), **behave("events=5,die_after=2")) as s:
+        async with sdk(router).messages.stream(
+            model="m", max_tokens=5, messages=user_message("x"), **behave("events=5,die_after=2")
+        ) as s:
             await s.get_final_message()
     ok = await client.post("/v1/messages", json={**body, "stream": False})
     assert ok.status == 200, "the router keeps serving and the slot is free"
@@ -235,7 +293,9 @@ async def test_queued_stream_that_times_out_after_pings_gets_an_sse_overloaded_e
     router = await make_router(KEEPALIVE, timeout="300ms")
     client = await http(router)
     holder = await hold_slot(client, upstream, "h")
-    waiting = await client.post("/v1/messages", json={"model": "m", "max_tokens": 5, "stream": True, "messages": user_message("q")})
+    waiting = await client.post(
+        "/v1/messages", json={"model": "m", "max_tokens": 5, "stream": True, "messages": user_message("q")}
+    )
     text = (await waiting.read()).decode()
     assert text.startswith("event: ping")
     last = text.strip().split("\n\n")[-1]
@@ -249,7 +309,9 @@ async def test_early_headers_then_upstream_error_becomes_an_sse_error_event(make
     client = await http(router)
     holder = await hold_slot(client, upstream, "h")
     waiting = await client.post(
-        "/v1/messages", json={"model": "m", "max_tokens": 5, "stream": True, "messages": user_message("q")}, headers={"x-test-upstream": "status=400"}
+        "/v1/messages",
+        json={"model": "m", "max_tokens": 5, "stream": True, "messages": user_message("q")},
+        headers={"x-test-upstream": "status=400"},
     )
     await waiting.content.readuntil(b"\n\n")
     upstream.release("h")
@@ -263,13 +325,19 @@ async def test_stream_whose_upstream_is_slow_to_answer_gets_pings_not_silence(ma
     router = await make_router(KEEPALIVE, timeout="30s")
     client = await http(router)
     body = {"model": "m", "max_tokens": 5, "stream": True, "messages": user_message("long prompt")}
-    waiting = await asyncio.wait_for(client.post("/v1/messages", json=body, headers={"x-test-upstream": "hold_before=prefill"}), 5)
-    assert waiting.status == 200 and waiting.content_type == "text/event-stream", "headers go out while the upstream is still silent"
+    waiting = await asyncio.wait_for(
+        client.post("/v1/messages", json=body, headers={"x-test-upstream": "hold_before=prefill"}), 5
+    )
+    assert waiting.status == 200 and waiting.content_type == "text/event-stream", (
+        "headers go out while the upstream is still silent"
+    )
     assert await waiting.content.readuntil(b"\n\n") == b'event: ping\ndata: {"type": "ping"}\n\n'
     upstream.release("prefill")
     rest = (await waiting.read()).decode()
     assert "event: message_start" in rest and rest.rstrip().endswith('data: {"type": "message_stop"}')
     asyncio.get_running_loop().call_later(0.3, upstream.release, "prefill2")
-    async with sdk(router).messages.stream(model="m", max_tokens=5, messages=user_message("sdk"), **behave("hold_before=prefill2")) as s:
+    async with sdk(router).messages.stream(
+        model="m", max_tokens=5, messages=user_message("sdk"), **behave("hold_before=prefill2")
+    ) as s:
         assert await s.get_final_text() == "tok0 tok1 tok2 "
     assert upstream.max_in_flight == 1

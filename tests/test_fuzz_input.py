@@ -20,7 +20,11 @@ FIELDS = st.fixed_dictionaries(
     {},
     optional={
         "model": JSON | st.text(max_size=30),
-        "messages": JSON | st.lists(st.fixed_dictionaries({"role": JSON | st.sampled_from(["user", "assistant", "system"]), "content": JSON}), max_size=4),
+        "messages": JSON
+        | st.lists(
+            st.fixed_dictionaries({"role": JSON | st.sampled_from(["user", "assistant", "system"]), "content": JSON}),
+            max_size=4,
+        ),
         "max_tokens": JSON,
         "stream": JSON,
         "system": JSON,
@@ -28,16 +32,46 @@ FIELDS = st.fixed_dictionaries(
         "output_config": JSON,
     },
 )
-PATHS = st.sampled_from(["/v1/messages", "/v1/messages/count_tokens", "/v1/chat/completions", "/v1/responses",
-                         "/v1beta/models/gemini-x:generateContent", "/v1beta/models/m:countTokens", "/v1/nope", "/%ff", "/v1/messages/"])
-VALID = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
-TRICKY = st.sampled_from([1.5, float("inf"), "10", True, None, [], {}, -1, 10**30, "\U0001f600" * 50, [None], [{}], {"type": 1}, "x" * 5000])
-ONE_FIELD_WRONG = st.tuples(st.sampled_from(["model", "max_tokens", "messages", "stream", "system", "tools", "contents", "input"]), TRICKY | JSON).map(
-    lambda pair: json.dumps({**VALID, pair[0]: pair[1]}).encode()
+PATHS = st.sampled_from(
+    [
+        "/v1/messages",
+        "/v1/messages/count_tokens",
+        "/v1/chat/completions",
+        "/v1/responses",
+        "/v1beta/models/gemini-x:generateContent",
+        "/v1beta/models/m:countTokens",
+        "/v1/nope",
+        "/%ff",
+        "/v1/messages/",
+    ]
 )
-BODIES = FIELDS.map(lambda d: json.dumps(d).encode()) | st.binary(max_size=200) | FIELDS.map(lambda d: json.dumps(d).encode()[: max(1, len(json.dumps(d)) // 2)])
-HEADERS = st.dictionaries(st.sampled_from(["User-Agent", "x-api-key", "x-codex-turn-metadata", "Content-Type", "x-claude-code-agent-id", "anthropic-version"]),
-                          st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40), max_size=4)
+VALID = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+TRICKY = st.sampled_from(
+    [1.5, float("inf"), "10", True, None, [], {}, -1, 10**30, "\U0001f600" * 50, [None], [{}], {"type": 1}, "x" * 5000]
+)
+ONE_FIELD_WRONG = st.tuples(
+    st.sampled_from(["model", "max_tokens", "messages", "stream", "system", "tools", "contents", "input"]),
+    TRICKY | JSON,
+).map(lambda pair: json.dumps({**VALID, pair[0]: pair[1]}).encode())
+BODIES = (
+    FIELDS.map(lambda d: json.dumps(d).encode())
+    | st.binary(max_size=200)
+    | FIELDS.map(lambda d: json.dumps(d).encode()[: max(1, len(json.dumps(d)) // 2)])
+)
+HEADERS = st.dictionaries(
+    st.sampled_from(
+        [
+            "User-Agent",
+            "x-api-key",
+            "x-codex-turn-metadata",
+            "Content-Type",
+            "x-claude-code-agent-id",
+            "anthropic-version",
+        ]
+    ),
+    st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40),
+    max_size=4,
+)
 
 
 async def test_random_input_never_gets_a_router_500(router_factory, upstream):
@@ -46,7 +80,6 @@ async def test_random_input_never_gets_a_router_500(router_factory, upstream):
     from aiohttp import ClientSession
 
     async with ClientSession(base_url=str(router.make_url(""))) as client:
-
         ran = []
 
         async def one(path: str, body: bytes, headers: dict[str, str]) -> None:
@@ -57,7 +90,9 @@ async def test_random_input_never_gets_a_router_500(router_factory, upstream):
                 assert response.status != 500, (path, body, raw)
                 assert "error" in json.loads(raw), raw
 
-        deep = st.tuples(st.sampled_from(["/v1/messages", "/v1/messages/count_tokens"]), ONE_FIELD_WRONG)  # valid but one field
+        deep = st.tuples(
+            st.sampled_from(["/v1/messages", "/v1/messages/count_tokens"]), ONE_FIELD_WRONG
+        )  # valid but one field
 
         @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
         @given(request=deep | st.tuples(PATHS, BODIES), headers=HEADERS)
@@ -67,5 +102,7 @@ async def test_random_input_never_gets_a_router_500(router_factory, upstream):
 
         await loop.run_in_executor(None, check)
         assert len(ran) >= 400
-        async with client.post("/v1/messages", json={"model": "m", "max_tokens": 5, "messages": user_message("still alive")}) as ok:
+        async with client.post(
+            "/v1/messages", json={"model": "m", "max_tokens": 5, "messages": user_message("still alive")}
+        ) as ok:
             assert ok.status == 200

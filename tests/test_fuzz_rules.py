@@ -10,13 +10,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from router.config import Overrides, embedded_rules_text, load_config
-from router.plugins import load_plugins
-from router.registry import builtin_registry
+from router.plugins import builtin_registry, load_plugins
 from router.reload import RulesWatcher
 from router.state import RouterState
 
 BASE = embedded_rules_text()
-EDIT = st.tuples(st.integers(0, len(BASE)), st.integers(0, 40), st.text(alphabet=st.sampled_from(list("{}[]:,-'\" \n#*&!|>abc123")), max_size=12))
+EDIT = st.tuples(
+    st.integers(0, len(BASE)),
+    st.integers(0, 40),
+    st.text(alphabet=st.sampled_from(list("{}[]:,-'\" \n#*&!|>abc123")), max_size=12),
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))

@@ -12,7 +12,7 @@ import pytest
 
 from router.app import STATE, WATCHER, build_app
 from router.config import load_config
-from router.registry import builtin_registry
+from router.plugins import builtin_registry
 from tests.conftest import user_message
 
 BASE = """\
@@ -32,7 +32,9 @@ def rules_file(tmp_path, upstream):
     path = tmp_path / "rules.yaml"
 
     def write(text: str | None = None, greeting: str = "v1", slots: int = 1) -> None:
-        path.write_text(text if text is not None else BASE.format(upstream=upstream.url, greeting=greeting, slots=slots))
+        path.write_text(
+            text if text is not None else BASE.format(upstream=upstream.url, greeting=greeting, slots=slots)
+        )
 
     write()
     return path, write
@@ -60,14 +62,20 @@ async def greeting(client) -> str:
     return message.content[0].text
 
 
-async def test_edits_go_live_streams_finish_bad_edits_are_reported_and_fixes_picked_up(live_router, rules_file, upstream, sdk, http):
+async def test_edits_go_live_streams_finish_bad_edits_are_reported_and_fixes_picked_up(
+    live_router, rules_file, upstream, sdk, http
+):
     path, write = rules_file
     state = live_router.app[STATE]
     client = sdk(live_router)
     assert await greeting(client) == "v1"
 
     raw = await http(live_router)
-    stream = await raw.post("/v1/messages", json={"model": "m", "max_tokens": 5, "stream": True, "messages": user_message("long")}, headers={"x-test-upstream": "hold=finish,events=50"})
+    stream = await raw.post(
+        "/v1/messages",
+        json={"model": "m", "max_tokens": 5, "stream": True, "messages": user_message("long")},
+        headers={"x-test-upstream": "hold=finish,events=50"},
+    )
     assert (await stream.content.readuntil(b"\n\n")).startswith(b"event: message_start")
 
     write(greeting="v2")
@@ -110,16 +118,26 @@ async def test_sighup_reloads_even_when_the_file_looks_unchanged(live_router, ru
     assert await greeting(sdk(live_router)) == "v1-"
 
 
-async def test_raising_max_concurrency_admits_queued_requests_without_dropping_them(aiohttp_server, rules_file, upstream, sdk):
+async def test_raising_max_concurrency_admits_queued_requests_without_dropping_them(
+    aiohttp_server, rules_file, upstream, sdk
+):
     path, write = rules_file
     upstream.slots = 2
     config = load_config(str(path), builtin_registry())
     router = await aiohttp_server(build_app(config, rules_path=str(path)))
     client = sdk(router)
     state = router.app[STATE]
-    first = asyncio.create_task(client.messages.create(model="m", max_tokens=5, messages=user_message("a"), extra_headers={"x-test-upstream": "hold=go"}))
+    first = asyncio.create_task(
+        client.messages.create(
+            model="m", max_tokens=5, messages=user_message("a"), extra_headers={"x-test-upstream": "hold=go"}
+        )
+    )
     await upstream.wait_for(1)
-    second = asyncio.create_task(client.messages.create(model="m", max_tokens=5, messages=user_message("b"), extra_headers={"x-test-upstream": "hold=go"}))
+    second = asyncio.create_task(
+        client.messages.create(
+            model="m", max_tokens=5, messages=user_message("b"), extra_headers={"x-test-upstream": "hold=go"}
+        )
+    )
     await until(lambda: state.pool["local"].gate.queued == 1)
     write(slots=2)
     await upstream.wait_for(2)

@@ -14,7 +14,7 @@ import pytest
 
 from router.app import build_app
 from router.config import Overrides, embedded_rules_text, parse_config
-from router.registry import builtin_registry
+from router.plugins import builtin_registry
 from router.servers.llama import LlamaServer
 from tests import claude_code_shapes as cc
 from tests.clients import client_binary
@@ -29,7 +29,9 @@ async def llama(tmp_path, unused_tcp_port_factory):
     yield server
     await server.stop()
     log = server.log_path.read_text(errors="replace")
-    excerpt = [line for line in log.splitlines() if re.search(r"launch_slot_|prompt eval time|n_past|cache|release:", line)]
+    excerpt = [
+        line for line in log.splitlines() if re.search(r"launch_slot_|prompt eval time|n_past|cache|release:", line)
+    ]
     print("\nllama-server log excerpt:\n" + "\n".join(excerpt[-40:]))
 
 
@@ -75,18 +77,33 @@ class Metrics:
 
 async def test_claude_code_gets_the_models_own_text(aiohttp_server, llama, tmp_path, caplog):
     binary = client_binary("claude-2.1.331", "claude")
-    cap_turns = lambda text: text.replace("rewrite: {drop_billing_header: true}\n      forward: {upstream: local, priority: user}", "rewrite: {drop_billing_header: true, max_tokens: 48}\n      forward: {upstream: local, priority: user}")  # noqa: E731
+    cap_turns = lambda text: text.replace(
+        "rewrite: {drop_billing_header: true}\n      forward: {upstream: local, priority: user}",
+        "rewrite: {drop_billing_header: true, max_tokens: 48}\n      forward: {upstream: local, priority: user}",
+    )  # noqa: E731
     router = await aiohttp_server(build_app(default_rules(llama, cap_turns), verbose=True))
     home = tmp_path / "home"
     home.mkdir()
     env = {
-        "PATH": os.environ["PATH"], "HOME": str(home), "ANTHROPIC_BASE_URL": str(router.make_url("")).rstrip("/"),
-        "ANTHROPIC_API_KEY": "none", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "CLAUDE_CODE_MAX_CONTEXT_TOKENS": "32768",
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "ANTHROPIC_BASE_URL": str(router.make_url("")).rstrip("/"),
+        "ANTHROPIC_API_KEY": "none",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "CLAUDE_CODE_MAX_CONTEXT_TOKENS": "32768",
     }
     with Metrics(llama.url) as metrics:
         process = await asyncio.create_subprocess_exec(
-            str(binary), "-p", "Say hello in one short sentence.", "--model", "smollm2",
-            cwd=tmp_path, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            str(binary),
+            "-p",
+            "Say hello in one short sentence.",
+            "--model",
+            "smollm2",
+            cwd=tmp_path,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         out, err = await asyncio.wait_for(process.communicate(), 900)
     totals = await metrics.totals()
@@ -100,7 +117,9 @@ async def test_claude_code_gets_the_models_own_text(aiohttp_server, llama, tmp_p
 
 
 async def test_interactive_burst_keeps_one_request_in_flight_and_reuses_the_prefix(aiohttp_server, llama, sdk, caplog):
-    router = await aiohttp_server(build_app(default_rules(llama, lambda t: t.replace("max_tokens: 512}", "max_tokens: 16}"))))
+    router = await aiohttp_server(
+        build_app(default_rules(llama, lambda t: t.replace("max_tokens: 512}", "max_tokens: 16}")))
+    )
     client = sdk(router, timeout=600)
 
     async def turn(body):
@@ -112,7 +131,9 @@ async def test_interactive_burst_keeps_one_request_in_flight_and_reuses_the_pref
 
     async def count(i):
         body = cc.count_tokens_request(i)
-        return await client.messages.count_tokens(model=body["model"], messages=body["messages"], extra_body={"tools": body.get("tools", [])})
+        return await client.messages.count_tokens(
+            model=body["model"], messages=body["messages"], extra_body={"tools": body.get("tools", [])}
+        )
 
     per_turn = []
     with Metrics(llama.url) as metrics:
@@ -123,8 +144,15 @@ async def test_interactive_burst_keeps_one_request_in_flight_and_reuses_the_pref
             counts = await asyncio.gather(*(count(i) for i in range(26)))
             assert all(c.input_tokens > 0 for c in counts)
             after = await metrics.totals()
-            per_turn.append((after["prompt_tokens_total"] - before["prompt_tokens_total"], after.get("prompt_tokens_cached_total", 0) - before.get("prompt_tokens_cached_total", 0)))
-    assert metrics.samples > 5 and metrics.max_processing <= 1 and metrics.max_deferred == 0, "never a second request inside llama-server"
+            per_turn.append(
+                (
+                    after["prompt_tokens_total"] - before["prompt_tokens_total"],
+                    after.get("prompt_tokens_cached_total", 0) - before.get("prompt_tokens_cached_total", 0),
+                )
+            )
+    assert metrics.samples > 5 and metrics.max_processing <= 1 and metrics.max_deferred == 0, (
+        "never a second request inside llama-server"
+    )
     (first_new, _), (second_new, second_cached) = per_turn
     print(f"\nprompt tokens processed per conversation's first turn: {per_turn} (new, reused from cache)")
     assert second_cached > 4 * second_new, "the second conversation re-processes only its new tokens"
@@ -151,7 +179,9 @@ async def test_late_system_messages_need_folding_on_strict_templates(aiohttp_ser
 
 
 async def test_exact_counts_from_the_servers_tokenizer(aiohttp_server, llama, sdk):
-    config = default_rules(llama, lambda t: t.replace("action: {estimate: {}}", "action: {estimate: {tokenizer: local}}"))
+    config = default_rules(
+        llama, lambda t: t.replace("action: {estimate: {}}", "action: {estimate: {tokenizer: local}}")
+    )
     client = sdk(await aiohttp_server(build_app(config)))
     text = "def add(a: int, b: int) -> int:\n    return a + b\n" * 20
     counted = await client.messages.count_tokens(model="m", messages=[{"role": "user", "content": text}])
@@ -168,8 +198,16 @@ async def test_demo_starts_both_and_ctrl_c_stops_both(unused_tcp_port_factory):
     require_llama_server()
     port, llama_port = unused_tcp_port_factory(), unused_tcp_port_factory()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "router", "demo", "--port", str(port), "--llama-port", str(llama_port),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "router",
+        "demo",
+        "--port",
+        str(port),
+        "--llama-port",
+        str(llama_port),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     lines = []
     try:
@@ -182,7 +220,9 @@ async def test_demo_starts_both_and_ctrl_c_stops_both(unused_tcp_port_factory):
             "CLAUDE_CODE_MAX_CONTEXT_TOKENS=32768 claude --model smollm2 --permission-mode default"
         )
         client = anthropic.AsyncAnthropic(base_url=f"http://127.0.0.1:{port}", api_key="none", max_retries=0)
-        message = await client.messages.create(model="smollm2", max_tokens=16, messages=[{"role": "user", "content": "Say hello."}])
+        message = await client.messages.create(
+            model="smollm2", max_tokens=16, messages=[{"role": "user", "content": "Say hello."}]
+        )
         await client.close()
         assert message.content[0].text
     finally:

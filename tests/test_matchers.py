@@ -38,10 +38,24 @@ def tools(*names):
 
 CASES = [
     (body(model="claude-haiku-4-5-20251001"), {}, "model"),
-    (body(system=[{"type": "text", "text": "You are a security monitor for autonomous AI coding agents."}]), {}, "system"),
+    (
+        body(system=[{"type": "text", "text": "You are a security monitor for autonomous AI coding agents."}]),
+        {},
+        "system",
+    ),
     (body(messages=[{"role": "user", "content": "x"}, {"role": "system", "content": "Env: 42"}]), {}, "system_regex"),
     (body(messages=user_message("quota")), {}, "user"),
-    (body(messages=[{"role": "user", "content": "quota"}, {"role": "assistant", "content": "ok"}, {"role": "user", "content": "topic?"}]), {}, "user_regex"),
+    (
+        body(
+            messages=[
+                {"role": "user", "content": "quota"},
+                {"role": "assistant", "content": "ok"},
+                {"role": "user", "content": "topic?"},
+            ]
+        ),
+        {},
+        "user_regex",
+    ),
     (body(), {"x-claude-code-agent-id": "agent-7"}, "header"),
     (body(), {"x-claude-code-agent-id": "agent-7", "x-absent": "here"}, "rest"),
     (body(tools=tools("Read", "BashOutput")), {}, "tools-name"),
@@ -72,7 +86,10 @@ async def test_path_and_method_matchers(make_router, http):
 @pytest.mark.parametrize(
     "prompt, title",
     [
-        ("<session>\nwrite a python function that adds two numbers\n</session>\n\nWrite the title", "Write a python function that adds"),
+        (
+            "<session>\nwrite a python function that adds two numbers\n</session>\n\nWrite the title",
+            "Write a python function that adds",
+        ),
         ("<system-reminder>ignore me</system-reminder>fix bug #42 in parser.py", "Fix bug #42 in parser.py"),
         ("", "New session"),
         ("    ", "New session"),
@@ -95,6 +112,8 @@ def test_estimate_tracks_text_size():
 def test_long_texts_are_estimated_from_slices_within_a_few_percent():
     from router.tokens import SAMPLE_ABOVE, _count
 
-    text = ("def handler(request):\n    return {'status': 200, 'items': [1, 2, 3]}\n" + "Plain prose about the build. " * 3) * 4000
+    text = (
+        "def handler(request):\n    return {'status': 200, 'items': [1, 2, 3]}\n" + "Plain prose about the build. " * 3
+    ) * 4000
     assert len(text) > SAMPLE_ABOVE
     assert abs(estimate_tokens(text) - _count(text)) / _count(text) < 0.03

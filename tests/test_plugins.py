@@ -16,26 +16,22 @@ from tests.conftest import user_message
 
 SHOUT_PLUGIN = '''
 """A drop-in plugin: a `user_words` matcher and a `shout` action, no change to router/."""
-from aiohttp import web
-
-from router.hookspecs import hookimpl
-from router.protocols import Reply
-from router.registry import ActionSpec, MatcherSpec
+from router.api import ActionSpec, MatcherSpec, Reply, hookimpl
 
 
 def user_words(value):
     low, high = value.get("min", 0), value.get("max", 10**9)
     if low > high:
         raise ValueError(f"min {low} is above max {high}")
-    return lambda ex: low <= len(ex.view.user.split()) <= high
+    return lambda request: low <= len(request.view.user.split()) <= high
 
 
 class Shout:
     def __init__(self, options):
         self.suffix = options.get("suffix", "!")
 
-    async def run(self, ex, state):
-        return await ex.protocol.send_reply(ex, Reply(ex.view.user.upper() + self.suffix))
+    async def run(self, request, edits, services):
+        return request.protocol.reply(request, Reply(request.view.user.upper() + self.suffix))
 
 
 @hookimpl
@@ -69,7 +65,9 @@ async def router_with(aiohttp_server, folder, rules_text: str, upstream, **kwarg
     plugins = load_plugins([folder], entry_points=False)
     registry, plugin_rules = plugins.registry()
     config = parse_config(rules_text.format(upstream=upstream.url), "rules.yaml", registry, plugin_rules=plugin_rules)
-    return await aiohttp_server(build_app(config, registry, plugins=plugins, plugin_rules=plugin_rules, **kwargs)), plugins
+    return await aiohttp_server(
+        build_app(config, registry, plugins=plugins, plugin_rules=plugin_rules, **kwargs)
+    ), plugins
 
 
 async def test_hook_register_matchers(aiohttp_server, tmp_path, upstream, sdk):
@@ -102,16 +100,14 @@ def test_plugin_options_are_validated_by_the_extended_schema(tmp_path):
     with pytest.raises(RulesError, match=r"rule #1 'short-shout': match.user_words: min 3 is above max 1"):
         parse_config(bad_matcher, "rules.yaml", registry)
     unknown = RULES.replace("shout:", "shuot:").format(upstream="http://x")
-    with pytest.raises(RulesError, match=r"unknown action 'shuot'; allowed: estimate, fake, forward, reject, rewrite, shout"):
+    with pytest.raises(
+        RulesError, match=r"unknown action 'shuot'; allowed: estimate, fake, forward, reject, rewrite, shout"
+    ):
         parse_config(unknown, "rules.yaml", registry)
 
 
-ECHO_PROTOCOL = '''
-from aiohttp import web
-from router.errors import BadRequest
-from router.exchange import RequestView
-from router.hookspecs import hookimpl
-from router.protocols import Protocol
+ECHO_PROTOCOL = """
+from router.api import Answer, BadRequest, Protocol, RequestView, dumps_bytes, hookimpl
 
 
 class Echo(Protocol):
@@ -125,17 +121,17 @@ class Echo(Protocol):
             raise BadRequest("text: expected a string")
         return RequestView(model=body.get("voice"), user=body["text"]), "echo-cli"
 
-    def error_response(self, error, request_id):
-        return web.json_response({"oops": error.message}, status=error.status)
+    def error_answer(self, error, request_id):
+        return Answer.json(dumps_bytes({"oops": error.message}), error.status)
 
-    async def send_reply(self, ex, reply):
-        return web.json_response({"said": reply.text})
+    def reply(self, request, reply):
+        return Answer.json(dumps_bytes({"said": reply.text}))
 
 
 @hookimpl
 def register_protocols(register):
     register(Echo())
-'''
+"""
 
 
 async def test_hook_register_protocols(aiohttp_server, tmp_path, upstream, http):
@@ -158,7 +154,7 @@ rules:
 
 
 RULES_PLUGIN = '''
-from router.hookspecs import hookimpl
+from router.api import hookimpl
 
 @hookimpl
 def register_rules(register):
@@ -172,28 +168,41 @@ def register_rules(register):
 
 async def test_hook_register_rules(aiohttp_server, tmp_path, upstream, sdk):
     write_plugin(tmp_path / "plugins", "titles", RULES_PLUGIN)
-    router, _ = await router_with(aiohttp_server, tmp_path / "plugins", "upstreams:\n  local: {{url: \"{upstream}\"}}\nrules:\n  - {{name: main, action: {{forward: {{}}}}}}\n", upstream)
+    router, _ = await router_with(
+        aiohttp_server,
+        tmp_path / "plugins",
+        'upstreams:\n  local: {{url: "{upstream}"}}\nrules:\n  - {{name: main, action: {{forward: {{}}}}}}\n',
+        upstream,
+    )
     assert [r.name for r in router.app[STATE].config.table.rules] == ["plugin-title", "main"]
     client = sdk(router)
-    message = await client.messages.create(model="m", max_tokens=5, system="You are a title generator. You output ONLY a thread title.", messages=user_message("debug the flaky CI job"))
+    message = await client.messages.create(
+        model="m",
+        max_tokens=5,
+        system="You are a title generator. You output ONLY a thread title.",
+        messages=user_message("debug the flaky CI job"),
+    )
     assert message.content[0].text == "Debug the flaky CI job"
     registry, rules = load_plugins([tmp_path / "plugins"], entry_points=False).registry()
     off = parse_config("plugin_rules: false\nrules: []\n", "rules.yaml", registry, plugin_rules=rules)
     assert off.table.rules == ()
     with pytest.raises(RulesError, match=r"plugin titles rules:1: rule #1 'bad': action.fake.text"):
-        parse_config("rules: []\n", "rules.yaml", registry, plugin_rules=[("titles", "- {name: bad, action: {fake: {text: 5}}}")])
+        parse_config(
+            "rules: []\n", "rules.yaml", registry, plugin_rules=[("titles", "- {name: bad, action: {fake: {text: 5}}}")]
+        )
 
 
-INTERCEPT_PLUGIN = '''
-from aiohttp import web
-from router.hookspecs import hookimpl
+INTERCEPT_PLUGIN = """
+from router.api import Answer, Overloaded, dumps_bytes, hookimpl
 
 @hookimpl
-async def intercept_request(exchange):
-    if exchange.headers.get("x-maintenance") == "1":
-        return web.json_response({"type": "error", "error": {"type": "overloaded_error", "message": "maintenance"}}, status=529)
+async def intercept_request(request):
+    if request.headers.get("x-maintenance") == "1":
+        return Answer.json(dumps_bytes({"type": "error", "error": {"type": "overloaded_error", "message": "maintenance"}}), 529)
+    if request.headers.get("x-maintenance") == "crash":
+        raise ValueError("plugin bug")
     return None
-'''
+"""
 
 
 async def test_hook_intercept_request(aiohttp_server, tmp_path, upstream, http, caplog):
@@ -206,17 +215,29 @@ async def test_hook_intercept_request(aiohttp_server, tmp_path, upstream, http, 
     assert blocked.status == 529 and (await blocked.json())["error"]["message"] == "maintenance"
     assert (await client.post("/v1/messages", json=body)).status == 200
     assert any("rule=plugin:maintenance action=intercept status=529" in r.getMessage() for r in caplog.records)
+    crashed = await client.post("/v1/messages", json=body, headers={"x-maintenance": "crash"})
+    assert crashed.status == 500 and crashed.content_type == "application/json", (
+        "a broken plugin answers in the protocol"
+    )
+    error = (await crashed.json())["error"]
+    assert (
+        error["type"] == "api_error"
+        and "plugin maintenance failed in intercept_request (ValueError: plugin bug)" in error["message"]
+    )
+    assert any(
+        "plugin maintenance failed in intercept_request: ValueError: plugin bug" in r.getMessage()
+        for r in caplog.records
+    )
 
 
-BEFORE_FORWARD_PLUGIN = '''
-from router.hookspecs import hookimpl
+BEFORE_FORWARD_PLUGIN = """
+from router.api import hookimpl
 
 @hookimpl
-def before_forward(exchange, upstream):
-    exchange.body["metadata"] = {"routed_to": upstream}
-    exchange.body_changed = True
-    exchange.header_edits["x-routed-by"] = "plugin"
-'''
+def before_forward(edits, upstream):  # any subset of the hook's arguments
+    edits.set("metadata", {"routed_to": upstream})
+    edits.set_header("x-routed-by", "plugin")
+"""
 
 
 async def test_hook_before_forward(aiohttp_server, tmp_path, upstream, sdk):
@@ -226,23 +247,24 @@ async def test_hook_before_forward(aiohttp_server, tmp_path, upstream, sdk):
     await sdk(router).messages.create(model="m", max_tokens=5, messages=user_message("four words right here"))
     assert upstream.seen[0].body["metadata"] == {"routed_to": "local"}
     assert upstream.seen[0].headers["x-routed-by"] == "plugin"
+    assert upstream.seen[0].body["messages"] == user_message("four words right here"), "the rest as it arrived"
 
 
-OBSERVER_PLUGIN = '''
-from router.hookspecs import hookimpl
+OBSERVER_PLUGIN = """
+from router.api import hookimpl
 
 SEEN = []
 
 @hookimpl
-def exchange_finished(exchange):
-    SEEN.append((exchange.id, exchange.rule, exchange.status))
+def exchange_finished(request, outcome):
+    SEEN.append((request.id, outcome.rule, outcome.status))
 
 
 class Broken:
     @hookimpl
-    def exchange_finished(self, exchange):
+    def exchange_finished(self, outcome):  # a subset of the arguments is fine
         raise RuntimeError("observer bug")
-'''
+"""
 
 
 async def test_hook_exchange_finished(aiohttp_server, tmp_path, upstream, http, caplog):
@@ -252,10 +274,20 @@ async def test_hook_exchange_finished(aiohttp_server, tmp_path, upstream, http, 
     observer = plugins.manager.get_plugin("observer")
     plugins.manager.register(observer.Broken(), name="broken-observer")
     client = await http(router)
-    assert (await client.post("/v1/messages", json={"model": "m", "max_tokens": 5, "messages": user_message("hi")})).status == 200
+    assert (
+        await client.post("/v1/messages", json={"model": "m", "max_tokens": 5, "messages": user_message("hi")})
+    ).status == 200
     assert (await client.post("/v1/messages", data=b"{bad")).status == 400
-    assert (await client.post("/v1/messages", json={"model": "m", "max_tokens": 5, "messages": user_message("four words right here")})).status == 200
-    dropped = await client.post("/v1/messages", json={"model": "m", "max_tokens": 5, "stream": True, "messages": user_message("four words right here")}, headers={"x-test-upstream": "hold=never"})
+    assert (
+        await client.post(
+            "/v1/messages", json={"model": "m", "max_tokens": 5, "messages": user_message("four words right here")}
+        )
+    ).status == 200
+    dropped = await client.post(
+        "/v1/messages",
+        json={"model": "m", "max_tokens": 5, "stream": True, "messages": user_message("four words right here")},
+        headers={"x-test-upstream": "hold=never"},
+    )
     await dropped.content.readuntil(b"\n\n")
     dropped.close()
     for _ in range(300):
@@ -263,31 +295,48 @@ async def test_hook_exchange_finished(aiohttp_server, tmp_path, upstream, http, 
             break
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.05)
-    assert [(rule, status) for _, rule, status in observer.SEEN] == [("short-shout", 200), ("-", 400), ("main", 200), ("main", 499)]
+    assert [(rule, status) for _, rule, status in observer.SEEN] == [
+        ("short-shout", 200),
+        ("-", 400),
+        ("main", 200),
+        ("main", 499),
+    ]
     assert len({request_id for request_id, _, _ in observer.SEEN}) == 4, "exactly once per request"
-    assert sum("plugin broken-observer failed in exchange_finished: RuntimeError: observer bug" in r.getMessage() for r in caplog.records) == 4
+    assert (
+        sum(
+            "plugin broken-observer failed in exchange_finished: RuntimeError: observer bug" in r.getMessage()
+            for r in caplog.records
+        )
+        == 4
+    )
 
 
-ERROR_PLUGIN = '''
-from router.errors import RouterError
-from router.hookspecs import hookimpl
+ERROR_PLUGIN = """
+from router.api import RouterError, hookimpl
 
 @hookimpl
-def handle_error(exchange, error):
+def handle_error(error):
     if error.status == 502:
         return RouterError(503, "the local model is starting, try again in a minute", "overloaded_error")
     return None
-'''
+"""
 
 
 async def test_hook_handle_error(aiohttp_server, tmp_path, http, upstream, closed_port):
     write_plugin(tmp_path / "plugins", "shout", SHOUT_PLUGIN)
     write_plugin(tmp_path / "plugins", "friendly", ERROR_PLUGIN)
-    router, _ = await router_with(aiohttp_server, tmp_path / "plugins", RULES.replace("{upstream}", f"http://127.0.0.1:{closed_port}"), upstream)
+    router, _ = await router_with(
+        aiohttp_server, tmp_path / "plugins", RULES.replace("{upstream}", f"http://127.0.0.1:{closed_port}"), upstream
+    )
     client = await http(router)
-    response = await client.post("/v1/messages", json={"model": "m", "max_tokens": 5, "messages": user_message("four words right here")})
+    response = await client.post(
+        "/v1/messages", json={"model": "m", "max_tokens": 5, "messages": user_message("four words right here")}
+    )
     assert response.status == 503
-    assert (await response.json())["error"] == {"type": "overloaded_error", "message": "the local model is starting, try again in a minute"}
+    assert (await response.json())["error"] == {
+        "type": "overloaded_error",
+        "message": "the local model is starting, try again in a minute",
+    }
     bad = await client.post("/v1/messages", data=b"{bad")
     assert bad.status == 400, "other errors are left alone"
 
@@ -296,7 +345,9 @@ def test_broken_plugins_are_reported_with_file_and_error_and_left_out(tmp_path, 
     folder = tmp_path / "plugins"
     write_plugin(folder, "shout", SHOUT_PLUGIN)
     write_plugin(folder, "syntax", "def broken(:\n")
-    write_plugin(folder, "typo", "from router.hookspecs import hookimpl\n\n@hookimpl\ndef register_matcher(register):\n    pass\n")
+    write_plugin(
+        folder, "typo", "from router.api import hookimpl\n\n@hookimpl\ndef register_matcher(register):\n    pass\n"
+    )
     write_plugin(folder, "_private", "raise SystemExit('never imported')\n")
     plugins = load_plugins([folder], entry_points=False)
     assert plugins.loaded == ["builtin", "shout"]
@@ -331,7 +382,9 @@ def test_entry_point_plugins_load_from_installed_distributions(tmp_path, monkeyp
     assert "shout" in registry.actions and "user_words" in registry.matchers
 
 
-async def test_plugin_files_hot_reload_and_a_broken_edit_keeps_the_last_good_set(aiohttp_server, tmp_path, upstream, sdk):
+async def test_plugin_files_hot_reload_and_a_broken_edit_keeps_the_last_good_set(
+    aiohttp_server, tmp_path, upstream, sdk
+):
     folder = tmp_path / "plugins"
     write_plugin(folder, "shout", SHOUT_PLUGIN)
     rules_path = tmp_path / "rules.yaml"
@@ -339,7 +392,9 @@ async def test_plugin_files_hot_reload_and_a_broken_edit_keeps_the_last_good_set
     plugins = load_plugins([folder], entry_points=False)
     registry, plugin_rules = plugins.registry()
     config = load_config(str(rules_path), registry, plugin_rules=plugin_rules)
-    router = await aiohttp_server(build_app(config, registry, plugins=plugins, rules_path=str(rules_path), plugin_dirs=[str(folder)]))
+    router = await aiohttp_server(
+        build_app(config, registry, plugins=plugins, rules_path=str(rules_path), plugin_dirs=[str(folder)])
+    )
     state = router.app[STATE]
     client = sdk(router)
 
@@ -353,7 +408,7 @@ async def test_plugin_files_hot_reload_and_a_broken_edit_keeps_the_last_good_set
             await asyncio.sleep(0.01)
 
     assert await answer() == "HI!!"
-    write_plugin(folder, "shout", SHOUT_PLUGIN.replace("ex.view.user.upper()", "ex.view.user.title()"))
+    write_plugin(folder, "shout", SHOUT_PLUGIN.replace("request.view.user.upper()", "request.view.user.title()"))
     await until(lambda: state.reloads == 1)
     assert await answer() == "Hi!!"
     write_plugin(folder, "shout", SHOUT_PLUGIN + "\nraise ImportError('half-saved file')\n")

@@ -88,7 +88,9 @@ async def test_tasks_waiting_on_grants_run_in_priority_order():
             gate.leave(ticket)
 
     holder = gate.enter("user")
-    jobs = [asyncio.create_task(job(n, p)) for n, p in [("title", "background"), ("agent", "subagent"), ("turn", "user")]]
+    jobs = [
+        asyncio.create_task(job(n, p)) for n, p in [("title", "background"), ("agent", "subagent"), ("turn", "user")]
+    ]
     await asyncio.sleep(0)
     gate.leave(holder)
     await asyncio.gather(*jobs)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-
 REWRITE = """
 upstreams:
   local:
@@ -45,14 +44,19 @@ CLAUDE_CODE_BODY = {
     "thinking": {"type": "adaptive"},
     "context_management": {"edits": []},
     "output_config": {"effort": "high", "format": {"type": "json_schema", "schema": {}}},
-    "tools": [{"name": "Bash", "input_schema": {"type": "object"}, "defer_loading": True}, {"name": "Read", "input_schema": {"type": "object"}}],
+    "tools": [
+        {"name": "Bash", "input_schema": {"type": "object"}, "defer_loading": True},
+        {"name": "Read", "input_schema": {"type": "object"}},
+    ],
 }
 
 
 async def test_rewrite_edits_the_forwarded_request(make_router, upstream, http):
     client = await http(await make_router(REWRITE))
     response = await client.post(
-        "/v1/messages", json=CLAUDE_CODE_BODY, headers={"x-removed": "1", "x-api-key": "sk-client-secret", "Authorization": "Bearer sk-x"}
+        "/v1/messages",
+        json=CLAUDE_CODE_BODY,
+        headers={"x-removed": "1", "x-api-key": "sk-client-secret", "Authorization": "Bearer sk-x"},
     )
     assert response.status == 200
     seen = upstream.seen[0]
@@ -85,7 +89,12 @@ async def test_without_rewrite_the_body_is_forwarded_byte_for_byte(make_router, 
 
 async def test_fold_without_a_user_turn_moves_text_to_system(make_router, upstream, http):
     client = await http(await make_router(REWRITE))
-    body = {"model": "m", "max_tokens": 5, "system": "base", "messages": [{"role": "system", "content": "env"}, {"role": "assistant", "content": "hi"}]}
+    body = {
+        "model": "m",
+        "max_tokens": 5,
+        "system": "base",
+        "messages": [{"role": "system", "content": "env"}, {"role": "assistant", "content": "hi"}],
+    }
     assert (await client.post("/v1/messages", json=body)).status == 200
     assert upstream.seen[0].body["system"] == "base\nenv"
     assert upstream.seen[0].body["messages"] == [{"role": "assistant", "content": "hi"}]
@@ -111,7 +120,9 @@ async def test_rewrite_keeps_what_orjson_refuses(make_router, upstream, http):
 
 async def test_invalid_json_is_a_400_naming_line_and_column(make_router, http):
     client = await http(await make_router(REWRITE))
-    response = await client.post("/v1/messages", data=b'{"model": "m",\n "messages": [}', headers={"Content-Type": "application/json"})
+    response = await client.post(
+        "/v1/messages", data=b'{"model": "m",\n "messages": [}', headers={"Content-Type": "application/json"}
+    )
     assert response.status == 400
     message = (await response.json())["error"]["message"]
     assert "not valid JSON" in message and "line 2 column" in message, message

@@ -10,7 +10,7 @@ import pytest
 
 from router.config import EMBEDDED_SOURCE, Overrides, load_config, parse_config
 from router.errors import RulesError
-from router.registry import builtin_registry
+from router.plugins import builtin_registry
 
 HEAD = """\
 version: 1
@@ -39,7 +39,13 @@ INVALID = [
           match: {method: HEAD}
           action: {fak: {status: 200}}
         """,
-        ["rules.yaml:7:", "rule #1 'probe'", "action.fak", "unknown action 'fak'", "allowed: estimate, fake, forward, reject, rewrite"],
+        [
+            "rules.yaml:7:",
+            "rule #1 'probe'",
+            "action.fak",
+            "unknown action 'fak'",
+            "allowed: estimate, fake, forward, reject, rewrite",
+        ],
     ),
     (  # bad glob
         """\
@@ -155,13 +161,28 @@ def test_bad_yaml_gives_line_and_column():
 @pytest.mark.parametrize(
     "text, words",
     [
-        ("upstreams:\n  local: {url: 'ftp://x'}\nrules: []\n", ["rules.yaml:2:", "upstreams.local.url", "http(s)://host:port"]),
-        ("upstreams:\n  local: {url: 'http://x', queue_timeout: soon}\nrules: []\n", ["upstreams.local.queue_timeout", "'soon' is not valid here", "'15m'"]),
-        ("upstreams:\n  local: {url: 'http://x', max_concurrency: 0}\nrules: []\n", ["upstreams.local.max_concurrency", "less than the minimum of 1"]),
-        ("default_upstream: gpu\nupstreams:\n  local: {url: 'http://x'}\nrules: []\n", ["rules.yaml:1:", "default_upstream", "unknown upstream 'gpu'"]),
+        (
+            "upstreams:\n  local: {url: 'ftp://x'}\nrules: []\n",
+            ["rules.yaml:2:", "upstreams.local.url", "http(s)://host:port"],
+        ),
+        (
+            "upstreams:\n  local: {url: 'http://x', queue_timeout: soon}\nrules: []\n",
+            ["upstreams.local.queue_timeout", "'soon' is not valid here", "'15m'"],
+        ),
+        (
+            "upstreams:\n  local: {url: 'http://x', max_concurrency: 0}\nrules: []\n",
+            ["upstreams.local.max_concurrency", "less than the minimum of 1"],
+        ),
+        (
+            "default_upstream: gpu\nupstreams:\n  local: {url: 'http://x'}\nrules: []\n",
+            ["rules.yaml:1:", "default_upstream", "unknown upstream 'gpu'"],
+        ),
         ("rules: {}\n", ["rules.yaml:1:", "rules", "is not of type 'array'"]),
         ("- a\n- b\n", ["must be a mapping"]),
-        ("upstreams:\n  local: {url: 'http://x', headers: {Authorization: 'Bearer ${GHOST_ROUTER_TEST_UNSET}'}}\nrules: []\n", ["GHOST_ROUTER_TEST_UNSET is not set"]),
+        (
+            "upstreams:\n  local: {url: 'http://x', headers: {Authorization: 'Bearer ${GHOST_ROUTER_TEST_UNSET}'}}\nrules: []\n",
+            ["GHOST_ROUTER_TEST_UNSET is not set"],
+        ),
     ],
 )
 def test_top_level_errors(text, words):
@@ -183,7 +204,9 @@ def test_a_valid_file_compiles_in_order_with_defaults():
         """
     )
     assert [r.name for r in config.table.rules] == ["probe", "edit-only"]
-    assert [n for n, _ in config.table.rules[1].actions] == ["rewrite", "forward"], "edits alone forward to the default upstream"
+    assert [n for n, _ in config.table.rules[1].actions] == ["rewrite", "forward"], (
+        "edits alone forward to the default upstream"
+    )
     assert config.upstreams["local"].queue_timeout == 900
     assert config.max_body == 64 * 1024 * 1024
     assert config.table.rules[1].line == 8
@@ -207,7 +230,9 @@ def test_embedded_default_and_shipped_rules_yaml_are_the_same_valid_table(tmp_pa
     assert embedded.source == EMBEDDED_SOURCE
     top_level = Path(__file__).parent.parent / "rules.yaml"
     assert top_level.read_text() == (Path(__file__).parent.parent / "router" / "default_rules.yaml").read_text()
-    assert [r.name for r in load_config(top_level, builtin_registry()).table.rules] == [r.name for r in embedded.table.rules]
+    assert [r.name for r in load_config(top_level, builtin_registry()).table.rules] == [
+        r.name for r in embedded.table.rules
+    ]
 
 
 def test_upstream_override_replaces_the_default_upstream_url():
@@ -219,8 +244,14 @@ def test_upstream_override_replaces_the_default_upstream_url():
 BROKEN_FILES = {
     "bad-yaml": ("rules:\n  - name: [unclosed\n", ["invalid YAML"]),
     "unknown-action": (HEAD + "  - name: p\n    action: {fak: {}}\n", ["rule #1 'p'", "action.fak", "unknown action"]),
-    "bad-glob": (HEAD + "  - name: g\n    match: {path: '/v1/[x'}\n    action: {fake: {text: a}}\n", ["rule #1 'g'", "match.path", "bad glob"]),
-    "missing-upstream": (HEAD + "  - name: m\n    action: {forward: {upstream: gpu}}\n", ["rule #1 'm'", "action.forward", "unknown upstream 'gpu'"]),
+    "bad-glob": (
+        HEAD + "  - name: g\n    match: {path: '/v1/[x'}\n    action: {fake: {text: a}}\n",
+        ["rule #1 'g'", "match.path", "bad glob"],
+    ),
+    "missing-upstream": (
+        HEAD + "  - name: m\n    action: {forward: {upstream: gpu}}\n",
+        ["rule #1 'm'", "action.forward", "unknown upstream 'gpu'"],
+    ),
 }
 
 
@@ -230,7 +261,10 @@ def test_serve_refuses_to_start_with_one_line_naming_rule_and_field(tmp_path, ca
     path = tmp_path / "rules.yaml"
     path.write_text(text)
     result = subprocess.run(
-        [sys.executable, "-m", "router", "serve", "--rules", str(path), "--port", "0"], capture_output=True, text=True, timeout=30
+        [sys.executable, "-m", "router", "serve", "--rules", str(path), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -242,6 +276,9 @@ def test_serve_refuses_to_start_with_one_line_naming_rule_and_field(tmp_path, ca
 
 def test_serve_reports_a_missing_rules_file(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "router", "serve", "--rules", str(tmp_path / "nope.yaml")], capture_output=True, text=True, timeout=30
+        [sys.executable, "-m", "router", "serve", "--rules", str(tmp_path / "nope.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 2 and "cannot read rules file" in result.stderr

@@ -11,7 +11,15 @@ from tests.conftest import user_message
 
 async def top_once(url: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "router", "top", "--once", "--url", url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        sys.executable,
+        "-m",
+        "router",
+        "top",
+        "--once",
+        "--url",
+        url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), 30)
     return process.returncode, out.decode(), err.decode()
@@ -22,7 +30,11 @@ async def test_top_shows_rules_queues_and_recent_requests(make_router, upstream,
     client = sdk(router)
     await client.messages.count_tokens(model="m", messages=user_message("hi"))
     await client.messages.create(model="claude-opus", max_tokens=5, messages=user_message("a real turn"))
-    holder = asyncio.create_task(client.messages.create(model="m", max_tokens=5, messages=user_message("held"), extra_headers={"x-test-upstream": "hold=h"}))
+    holder = asyncio.create_task(
+        client.messages.create(
+            model="m", max_tokens=5, messages=user_message("held"), extra_headers={"x-test-upstream": "hold=h"}
+        )
+    )
     await upstream.wait_for(2)
     queued = asyncio.create_task(client.messages.create(model="m", max_tokens=5, messages=user_message("queued")))
     url = str(router.make_url("")).rstrip("/")
@@ -62,4 +74,6 @@ async def test_metrics_page(make_router, upstream, sdk, http):
     assert 'ghost_router_upstream_in_flight{upstream="local"} 0' in text
     assert "ghost_router_rules_load_error 0" in text
     for line in text.splitlines():
-        assert line.startswith("# ") or re.match(r'^ghost_router_[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? [0-9.e+-]+$', line), line
+        assert line.startswith("# ") or re.match(
+            r'^ghost_router_[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? [0-9.e+-]+$', line
+        ), line

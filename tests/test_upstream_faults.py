@@ -16,7 +16,9 @@ BODY = {"model": "m", "max_tokens": 5, "messages": user_message("x")}
 
 async def test_a_stream_that_goes_silent_ends_with_an_sse_error_and_frees_the_slot(make_router, upstream, http):
     client = await http(await make_router(STALLING))
-    response = await client.post("/v1/messages", json={**BODY, "stream": True}, headers={"x-test-upstream": "events=5,stall_after=2"})
+    response = await client.post(
+        "/v1/messages", json={**BODY, "stream": True}, headers={"x-test-upstream": "events=5,stall_after=2"}
+    )
     text = (await asyncio.wait_for(response.read(), 10)).decode()
     last = json.loads(text.strip().split("\n\n")[-1].split("data: ", 1)[1])
     assert last["type"] == "error" and "sent nothing for 0.3s (idle_timeout)" in last["error"]["message"]

@@ -46,7 +46,9 @@ async def test_down_is_reported_once_fails_fast_and_recovery_is_noticed(make_rou
     assert time.monotonic() - started < 5
     doc = await (await client.get("/_router/status")).json()
     assert doc["upstreams"]["local"]["healthy"] is False and doc["upstreams"]["local"]["last_error"]
-    assert sum("no request goes to it until it answers again" in r.getMessage() for r in caplog.records) == 1, "logged once, not once per request"
+    assert sum("no request goes to it until it answers again" in r.getMessage() for r in caplog.records) == 1, (
+        "logged once, not once per request"
+    )
 
     runner = await start_upstream(FakeUpstream(), unused_tcp_port)
     try:
@@ -63,7 +65,11 @@ async def test_queued_requests_survive_an_upstream_restart(make_router, sdk, unu
     router = await make_router(RULES.replace("url: {upstream}", f"url: http://127.0.0.1:{unused_tcp_port}"))
     state = router.app[STATE]
     client = sdk(router)
-    held = asyncio.create_task(client.messages.create(model="m", max_tokens=5, messages=user_message("held"), extra_headers={"x-test-upstream": "hold=never"}))
+    held = asyncio.create_task(
+        client.messages.create(
+            model="m", max_tokens=5, messages=user_message("held"), extra_headers={"x-test-upstream": "hold=never"}
+        )
+    )
     await fake.wait_for(1)
     queued = asyncio.create_task(client.messages.create(model="m", max_tokens=5, messages=user_message("queued")))
     await until(lambda: state.pool["local"].gate.queued == 1)

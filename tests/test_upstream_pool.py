@@ -13,7 +13,7 @@ import pytest
 from router.app import STATE, build_app
 from router.config import Overrides, parse_config
 from router.errors import RulesError
-from router.registry import builtin_registry
+from router.plugins import builtin_registry
 from tests.conftest import user_message
 from tests.fake_upstream import FakeUpstream
 from tests.test_upstream_health import start_upstream, until
@@ -42,7 +42,7 @@ def fakes(aiohttp_server: Any):
             server = await aiohttp_server(fake.app())
             fake.url = str(server.make_url("")).rstrip("/")  # type: ignore[attr-defined]
             started.append(fake)
-        return started[-len(slots):]
+        return started[-len(slots) :]
 
     yield make
     for fake in started:
@@ -85,7 +85,9 @@ async def test_requests_spread_over_the_pool_each_server_within_its_own_limit(fa
     assert len(big.seen) + len(small.seen) == 5 and big.max_in_flight == 2 and small.max_in_flight == 1
 
 
-async def test_a_server_that_is_down_is_skipped_and_taken_back_when_it_returns(fakes, pool_router, aiohttp_client, unused_tcp_port, caplog):
+async def test_a_server_that_is_down_is_skipped_and_taken_back_when_it_returns(
+    fakes, pool_router, aiohttp_client, unused_tcp_port, caplog
+):
     (alive,) = await fakes(1)
     router = await pool_router(f"[http://127.0.0.1:{unused_tcp_port}, {alive.url}]")
     client = await aiohttp_client(router)

@@ -6,13 +6,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
-
-from router.exchange import Exchange
+from router.answers import Answer
+from router.edits import Edits
 from router.jsonutil import dumps
-from router.protocols.base import Reply
-from router.registry import ActionSpec, BuildContext
-from router.state import RouterState
+from router.protocols.base import Reply, Request
+from router.schema_example import example_from_schema
+from router.specs import ActionSpec, BuildContext, Services
 
 SCHEMA = {
     "type": "object",
@@ -48,38 +47,6 @@ def title_from_prompt(prompt: str) -> str:
     return title[:1].upper() + title[1:] if title else "New session"
 
 
-PLACEHOLDER = "answered by ghost-router"
-
-
-def example_from_schema(schema: Any) -> Any:
-    """The smallest value that follows SCHEMA: first enum values, minimums, required fields only."""
-    if not isinstance(schema, dict):
-        return None
-    if schema.get("enum"):
-        return schema["enum"][0]
-    if "const" in schema:
-        return schema["const"]
-    for key in ("anyOf", "oneOf"):
-        if schema.get(key):
-            return example_from_schema(schema[key][0])
-    kind = schema.get("type", "object")
-    kind = (kind[0] if isinstance(kind, list) and kind else kind)
-    kind = str(kind).lower()  # Gemini writes OBJECT, STRING, ...
-    if kind == "object":
-        properties = schema.get("properties") or {}
-        wanted = schema.get("required", list(properties))
-        return {name: example_from_schema(properties.get(name, {})) for name in wanted}
-    if kind == "array":
-        return [example_from_schema(schema.get("items"))] * int(schema.get("minItems", 0))
-    if kind in ("integer", "number"):
-        return schema.get("minimum", 0)
-    if kind == "boolean":
-        return False
-    if kind == "null":
-        return None
-    return PLACEHOLDER[: schema["maxLength"]] if isinstance(schema.get("maxLength"), int) else PLACEHOLDER
-
-
 ANSWERS = ("text", "json", "title_from_prompt", "json_from_schema")
 
 
@@ -92,23 +59,22 @@ class Fake:
     status: int | None
     stop_reason: str | None
 
-    async def run(self, ex: Exchange, state: RouterState) -> web.StreamResponse:
-        """Answer without the upstream."""
+    async def run(self, request: Request, edits: Edits, services: Services) -> Answer:
+        """Answer without the upstream, in the format the request asks for."""
+        protocol, view = request.protocol, request.view
         if self.answer is None:
-            return web.Response(status=self.status)
+            return Answer(self.status or 200)
         if self.answer == "json_from_schema":
-            text = dumps(example_from_schema(ex.protocol.output_schema(ex) or {"type": "object"}))
+            text = dumps(example_from_schema(view.output_schema or {"type": "object"}))
         elif self.answer == "title_from_prompt":
-            title = title_from_prompt(ex.view.user)
-            text = dumps({"title": title}) if ex.protocol.wants_json(ex) else title
+            title = title_from_prompt(view.user)
+            text = dumps({"title": title}) if view.wants_json else title
         elif self.answer == "json":
             text = dumps(self.value)
         else:
             text = self.value
-        stop_reason = self.stop_reason or ex.protocol.stop_reasons[0]
-        if stop_reason not in ex.protocol.stop_reasons:
-            stop_reason = ex.protocol.stop_reasons[0]
-        return await ex.protocol.send_reply(ex, Reply(text, stop_reason))
+        stop_reason = self.stop_reason if self.stop_reason in protocol.stop_reasons else protocol.stop_reasons[0]
+        return protocol.reply(request, Reply(text, stop_reason))
 
 
 def build(options: dict[str, Any], context: BuildContext) -> Fake:

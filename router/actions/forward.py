@@ -5,13 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
-
-from router.exchange import Exchange
-from router.registry import ActionSpec, BuildContext
-from router.state import RouterState
-from router.upstream.proxy import forward
+from router.answers import Streamed, Trace
+from router.edits import Edits
+from router.protocols.base import Request
+from router.specs import ActionSpec, BuildContext, Services
 from router.upstream.queue import PRIORITIES
+from router.upstream.relay import relay
 
 SCHEMA = {
     "type": "object",
@@ -35,11 +34,13 @@ class Forward:
         """`forward:UPSTREAM/PRIORITY` for logs and decision tables."""
         return f"forward:{self.upstream}/{self.priority}"
 
-    async def run(self, ex: Exchange, state: RouterState) -> web.StreamResponse:
-        """Let plugins edit the request, then queue and proxy."""
-        if state.plugins.implemented("before_forward"):
-            await state.plugins.each("before_forward", exchange=ex, upstream=self.upstream)
-        return await forward(ex, state.pool[self.upstream], self.priority, state.forwarder)
+    async def run(self, request: Request, edits: Edits, services: Services) -> Streamed:
+        """Apply the upstream's own edits, let plugins edit, then queue and relay."""
+        upstream = services.upstreams[self.upstream]
+        edits.apply(upstream.config.edits)
+        await services.hooks.each("before_forward", request=request, edits=edits, upstream=self.upstream)
+        trace = Trace()
+        return Streamed(relay(request, edits, upstream, self.priority, services.client, trace), trace)
 
 
 def build(options: dict[str, Any] | None, context: BuildContext) -> Forward:
@@ -51,4 +52,6 @@ def build(options: dict[str, Any] | None, context: BuildContext) -> Forward:
     return Forward(name, options.get("priority", "user"))
 
 
-SPEC = ActionSpec("forward", {**SCHEMA, "type": ["object", "null"]}, build, terminal=True, help="forward through the queue")
+SPEC = ActionSpec(
+    "forward", {**SCHEMA, "type": ["object", "null"]}, build, terminal=True, help="forward through the queue"
+)

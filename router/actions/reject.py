@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from router.edits import Edits
 from router.errors import RouterError
-from router.exchange import Exchange
-from router.registry import ActionSpec, BuildContext
-from router.state import RouterState
+from router.protocols.base import Request
+from router.specs import ActionSpec, BuildContext, Services
 
 SCHEMA = {
     "type": "object",
@@ -30,7 +30,7 @@ class Reject:
     message: str
     error_type: str | None
 
-    async def run(self, ex: Exchange, state: RouterState) -> NoReturn:
+    async def run(self, request: Request, edits: Edits, services: Services) -> NoReturn:
         """Raise the error; the handler renders it in the client's protocol."""
         raise RouterError(self.status, self.message, self.error_type)
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from router.edits import BodyEdits
-from router.exchange import Exchange
-from router.registry import ActionSpec, BuildContext
-from router.state import RouterState
+from router.edits import BodyEdits, Edits
+from router.protocols.base import Request
+from router.specs import ActionSpec, BuildContext, Services
+from router.units import HEADERS_SCHEMA
 
 BILLING_HEADER_PREFIX = "x-anthropic-billing-header:"
 
@@ -27,7 +27,7 @@ SCHEMA = {
         "fold_system_messages": {"type": "boolean"},
         "drop_fields": {"type": "array", "items": {"type": "string", "minLength": 1}},
         "max_tokens": {"type": "integer", "minimum": 1},
-        "headers": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
+        "headers": HEADERS_SCHEMA,
     },
 }
 
@@ -39,11 +39,11 @@ class Rewrite:
     edits: BodyEdits
     headers: tuple[tuple[str, str | None], ...]
 
-    async def run(self, ex: Exchange, state: RouterState) -> None:
-        """Edit the parsed body and the outgoing headers; go on to the next action."""
-        ex.header_edits.update(self.headers)
-        self.edits.apply(ex)
-        return None
+    async def run(self, request: Request, edits: Edits, services: Services) -> None:
+        """Edit the outgoing body and headers; go on to the next action."""
+        for name, value in self.headers:
+            edits.set_header(name, value)
+        edits.apply(self.edits)
 
 
 def build(options: dict[str, Any], context: BuildContext) -> Rewrite:

@@ -17,7 +17,9 @@ def compile_glob(pattern: str, ignore_case: bool = False) -> re.Pattern[str]:
         elif char == "]" and depth_open is not None and index > depth_open + 1:
             depth_open = None
     if depth_open is not None:
-        raise ValueError(f"bad glob {pattern!r}: '[' at position {depth_open} is never closed (write [[] for a literal '[')")
+        raise ValueError(
+            f"bad glob {pattern!r}: '[' at position {depth_open} is never closed (write [[] for a literal '[')"
+        )
     return re.compile(fnmatch.translate(pattern), re.IGNORECASE if ignore_case else 0)
 
 

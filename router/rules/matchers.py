@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from router.exchange import Exchange
-from router.registry import MatcherSpec, Test
+from router.protocols.base import Request
 from router.rules.globs import compile_glob, compile_globs, compile_regex
+from router.specs import MatcherSpec, Test
 
 STRING_OR_LIST = {
     "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}],
@@ -31,7 +32,7 @@ def _as_list(value: str | list[str]) -> list[str]:
 
 
 def _globs(value: str | list[str], ignore_case: bool = False) -> Any:
-    """One compiled pattern for a glob or a list of them (the matchers below run for every request)."""
+    """One compiled pattern for a glob or a list of them."""
     return compile_globs(_as_list(value), ignore_case)
 
 
@@ -48,69 +49,58 @@ def _in_range(value: Any) -> Any:
 def match_path(value: str | list[str]) -> Test:
     """Request path (query string excluded) against one or more globs."""
     globs = _globs(value)
-    return lambda ex: globs.match(ex.path) is not None
+    return lambda request: globs.match(request.path) is not None
 
 
 def match_method(value: str | list[str]) -> Test:
     """HTTP method, one or a list."""
     methods = {m.upper() for m in _as_list(value)}
-    return lambda ex: ex.method in methods
+    return lambda request: request.method in methods
 
 
 def match_model(value: str | list[str]) -> Test:
     """Model name against globs, ignoring case. Requests without a model never match."""
     globs = _globs(value, ignore_case=True)
-    return lambda ex: ex.view.model is not None and globs.match(ex.view.model) is not None
+    return lambda request: request.view.model is not None and globs.match(request.view.model) is not None
 
 
-def _contains(text_of: Callable[[Exchange], str], value: str | list[str]) -> Test:
+def _contains(text_of: Callable[[Request], str], value: str | list[str]) -> Test:
     needles = _as_list(value)
-    if len(needles) == 1:  # the common case, tested on every request
-        needle = needles[0]
-        return lambda ex: needle in text_of(ex)
-
-    def test(ex: Exchange) -> bool:
-        text = text_of(ex)
-        for needle in needles:  # a loop, not any() over a generator: it runs for every request
-            if needle in text:
-                return True
-        return False
-
-    return test
+    return lambda request: any(needle in text_of(request) for needle in needles)
 
 
-def _searches(text_of: Callable[[Exchange], str], value: str) -> Test:
+def _searches(text_of: Callable[[Request], str], value: str) -> Test:
     regex = compile_regex(value)
-    return lambda ex: regex.search(text_of(ex)) is not None
+    return lambda request: regex.search(text_of(request)) is not None
 
 
 def match_system(value: str | list[str]) -> Test:
     """Any of the substrings occurs in the system text (system field and role:"system" messages)."""
-    return _contains(lambda ex: ex.view.system, value)
+    return _contains(lambda request: request.view.system, value)
 
 
 def match_system_regex(value: str) -> Test:
     """A regular expression found in the system text."""
-    return _searches(lambda ex: ex.view.system, value)
+    return _searches(lambda request: request.view.system, value)
 
 
 def match_user(value: str | list[str]) -> Test:
     """Any of the substrings occurs in the text of the last user message."""
-    return _contains(lambda ex: ex.view.user, value)
+    return _contains(lambda request: request.view.user, value)
 
 
 def match_user_regex(value: str) -> Test:
     """A regular expression found in the text of the last user message."""
-    return _searches(lambda ex: ex.view.user, value)
+    return _searches(lambda request: request.view.user, value)
 
 
 def match_header(value: dict[str, str | None]) -> Test:
     """Each named header matches its glob (ignoring case); null means the header must be absent."""
     checks = [(name, None if pattern is None else compile_glob(pattern, True)) for name, pattern in value.items()]
 
-    def test(ex: Exchange) -> bool:
+    def test(request: Request) -> bool:
         for name, glob in checks:
-            present = ex.headers.get(name)
+            present = request.headers.get(name)
             if glob is None:
                 if present is not None:
                     return False
@@ -125,31 +115,31 @@ def match_tools(value: int | dict[str, int] | str) -> Test:
     """Tool count (number or range), or a tool name glob that must be declared."""
     if isinstance(value, str):
         glob = compile_glob(value)
-        return lambda ex: any(glob.match(name) for name in ex.view.tool_names)
+        return lambda request: any(glob.match(name) for name in request.view.tool_names)
     in_range = _in_range(value)
-    return lambda ex: in_range(ex.view.tools)
+    return lambda request: in_range(request.view.tools)
 
 
 def match_stream(value: bool) -> Test:
     """Whether the request asks for a streamed answer."""
-    return lambda ex: ex.view.stream is value
+    return lambda request: request.view.stream is value
 
 
 def match_max_tokens(value: int | dict[str, int]) -> Test:
     """Requested max_tokens, number or range; requests without one never match."""
     in_range = _in_range(value)
-    return lambda ex: ex.view.max_tokens is not None and in_range(ex.view.max_tokens)
+    return lambda request: request.view.max_tokens is not None and in_range(request.view.max_tokens)
 
 
 def match_json_output(value: bool) -> Test:
     """Whether the request asks for a structured (JSON) answer, in its protocol's own way."""
-    return lambda ex: ex.protocol.wants_json(ex) is value
+    return lambda request: request.view.json_requested is value
 
 
 def match_client(value: str | list[str]) -> Test:
     """Client (e.g. claude-code) or protocol (e.g. anthropic) name against globs."""
     globs = _globs(value, ignore_case=True)
-    return lambda ex: globs.match(ex.client) is not None or globs.match(ex.protocol.name) is not None
+    return lambda request: globs.match(request.client) is not None or globs.match(request.protocol.name) is not None
 
 
 BUILTIN_MATCHERS = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from router.registry import Registry
-from router.units import DURATION_PATTERN, SIZE_PATTERN
+from router.units import DURATION_PATTERN, HEADERS_SCHEMA, SIZE_PATTERN
 
 DURATION = {
     "anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": DURATION_PATTERN}],
@@ -43,11 +43,12 @@ UPSTREAM = {
         },
         "max_concurrency": {"type": "integer", "minimum": 1},
         "max_queue": {"type": "integer", "minimum": 0},
+        "max_queued_bytes": SIZE,
         "queue_timeout": DURATION,
         "connect_timeout": DURATION,
         "idle_timeout": DURATION,
         "keepalive": DURATION,
-        "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+        "headers": {**HEADERS_SCHEMA, "additionalProperties": {"type": "string", "pattern": "^[^\\r\\n\\x00]*$"}},
         "forward_client_auth": {"type": "boolean"},
         "context_errors": {"type": "boolean"},
         "model": {"type": "string", "minLength": 1},
@@ -91,9 +92,42 @@ def build_schema(registry: Registry) -> dict[str, Any]:
             "auth": {
                 "type": "object",
                 "additionalProperties": False,
-                "properties": {"api_keys": {"type": "array", "items": {"type": "string", "minLength": 16}, "description": "keys of at least 16 characters; ${ENV_VAR} allowed"}},
+                "properties": {
+                    "api_keys": {
+                        "type": "array",
+                        "items": {"type": "string", "minLength": 16},
+                        "description": "keys of at least 16 characters; ${ENV_VAR} allowed",
+                    }
+                },
             },
-            "limits": {"type": "object", "additionalProperties": False, "properties": {"max_body": SIZE}},
+            "limits": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "max_body": SIZE,
+                    "header_timeout": DURATION,
+                    "body_timeout": DURATION,
+                    "keepalive_timeout": DURATION,
+                    "send_timeout": DURATION,
+                    "max_connections": {"type": "integer", "minimum": 1},
+                },
+            },
+            "security": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "allowed_hosts": {
+                        "type": "array",
+                        "items": {"type": "string", "minLength": 1},
+                        "description": "Host header names accepted, '*' for any",
+                    },
+                    "allowed_origins": {
+                        "type": "array",
+                        "items": {"type": "string", "minLength": 1},
+                        "description": "browser origins accepted, e.g. http://127.0.0.1:3000",
+                    },
+                },
+            },
             "upstreams": {"type": "object", "minProperties": 1, "additionalProperties": UPSTREAM},
             "rules": {"type": "array", "items": rule},
         },

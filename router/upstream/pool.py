@@ -10,7 +10,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from router.edits import BodyEdits
-from router.exchange import Exchange
+from router.protocols.base import Request
 from router.upstream.health import Health
 from router.upstream.queue import PriorityGate, Server
 
@@ -21,8 +21,9 @@ STICKY_ENTRIES = 1024  # prompt prefixes remembered per pool
 class ServerConfig:
     """One server of an upstream as the rules file describes it."""
 
-    url: str
+    url: str  # without credentials: safe to show
     max_concurrency: int = 1
+    authorization: str | None = field(default=None, repr=False)  # from user:password@ in the URL
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class UpstreamConfig:
     name: str
     servers: tuple[ServerConfig, ...]
     max_queue: int = 256
+    max_queued_bytes: int = 256 * 1024 * 1024
     queue_timeout: float = 900.0
     connect_timeout: float = 10.0
     idle_timeout: float = 600.0
@@ -55,7 +57,9 @@ class UpstreamConfig:
         """`URL` for one server, `URL (N slots), ...` for a pool."""
         if len(self.servers) == 1:
             return self.url
-        return ", ".join(f"{s.url} ({s.max_concurrency} slot{'s' if s.max_concurrency > 1 else ''})" for s in self.servers)
+        return ", ".join(
+            f"{s.url} ({s.max_concurrency} slot{'s' if s.max_concurrency > 1 else ''})" for s in self.servers
+        )
 
     @property
     def model(self) -> str | None:
@@ -83,7 +87,7 @@ class Upstream:
     _sticky: OrderedDict[int, Server] = field(default_factory=OrderedDict, repr=False)
 
     def __post_init__(self) -> None:
-        self.gate = PriorityGate(self._servers(self.config, {}), self.config.max_queue)
+        self.gate = PriorityGate(self._servers(self.config, {}), self.config.max_queue, self.config.max_queued_bytes)
 
     @property
     def name(self) -> str:
@@ -107,10 +111,7 @@ class Upstream:
 
     def all_down(self) -> bool:
         """True when no server of this upstream answers connections."""
-        for server in self.gate.servers:  # a loop, not all() over a generator: every forward asks
-            if server.health.down_since is None:
-                return False
-        return True
+        return all(server.health.down for server in self.gate.servers)
 
     def reconfigure(self, config: UpstreamConfig) -> None:
         """Adopt CONFIG; servers whose URL stays keep their health and in-flight counts."""
@@ -121,22 +122,26 @@ class Upstream:
                 server.health.stop()
         self.config = config
         self.gate.max_queue = config.max_queue
+        self.gate.max_queued_bytes = config.max_queued_bytes
         self.gate.set_servers(servers)
 
     def _servers(self, config: UpstreamConfig, current: dict[str, Server]) -> list[Server]:
         servers = []
         for server_config in config.servers:
-            server = current.get(server_config.url) or Server(server_config.url, health=Health(config.name, server_config.url))
+            server = current.get(server_config.url) or Server(
+                server_config.url, health=Health(config.name, server_config.url)
+            )
             server.max_concurrency = server_config.max_concurrency
+            server.authorization = server_config.authorization
             servers.append(server)
         return servers
 
-    def prefix_key(self, ex: Exchange) -> int | None:
+    def prefix_key(self, request: Request) -> int | None:
         """In a pool, what identifies the request's prompt prefix cheaply (the model and the start
         of the system prompt); None for a single server, which has nothing to choose."""
         if len(self.servers) < 2:
             return None
-        return hash((ex.view.model, ex.view.system[:4096]))
+        return hash((request.view.model, request.view.system[:4096]))
 
     def preferred(self, key: int | None) -> Server | None:
         """The server that last served prompt prefix KEY (its cache holds it)."""
@@ -194,12 +199,15 @@ class UpstreamPool:
                 "in_flight": up.gate.in_flight,
                 "queued": up.gate.queued,
                 "max_queue": up.gate.max_queue,
+                "queued_bytes": up.gate.queued_bytes,
                 "forwarded": up.stats.forwarded,
                 "errors": up.stats.errors,
                 "cancelled": up.stats.cancelled,
                 "max_seen_in_flight": up.stats.max_seen_in_flight,
                 "healthy": len(down) < len(up.servers),
-                "down_since": min((s.health.down_since for s in down), default=None) if len(down) == len(up.servers) else None,
+                "down_since": min((s.health.down_since or 0.0 for s in down), default=None)
+                if len(down) == len(up.servers)
+                else None,
                 "last_error": "; ".join(f"{s.url}: {s.health.last_error}" for s in down) or None,
                 "servers": servers,
             }

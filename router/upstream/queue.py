@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from router.upstream.health import Health
 
@@ -35,6 +35,7 @@ class Server:
     in_flight: int = 0
     forwarded: int = 0
     errors: int = 0
+    authorization: str | None = field(default=None, repr=False)  # Basic credentials from the configured URL
 
     def __post_init__(self) -> None:
         if self.health is None:
@@ -68,15 +69,18 @@ class Ticket:
     prefer: Server | None = field(default=None, compare=False)
     server: Server | None = field(default=None, compare=False)
     left: bool = field(default=False, compare=False)
+    size: int = field(default=0, compare=False)  # body bytes held while queued
 
 
 class PriorityGate:
     """Admits tickets onto SERVERS within each one's max_concurrency; queues up to `max_queue` more by priority."""
 
-    def __init__(self, servers: Iterable[Server], max_queue: int) -> None:
+    def __init__(self, servers: Iterable[Server], max_queue: int, max_queued_bytes: int = 1 << 62) -> None:
         self.servers: list[Server] = []
         self.max_queue = max_queue
+        self.max_queued_bytes = max_queued_bytes
         self.queued = 0
+        self.queued_bytes = 0
         self._heap: list[Ticket] = []
         self._seq = itertools.count()
         self.set_servers(servers)
@@ -98,9 +102,12 @@ class PriorityGate:
             server.health.on_up = self.wake
         self.wake()
 
-    def enter(self, priority: str, prefer: Server | None = None) -> Ticket:
-        """Take a ticket: granted at once if a server has a free slot and nobody waits, else queued."""
-        ticket = Ticket(PRIORITIES[priority], next(self._seq), asyncio.get_running_loop().create_future(), prefer)
+    def enter(self, priority: str, prefer: Server | None = None, size: int = 0) -> Ticket:
+        """Take a ticket for a request of SIZE body bytes: granted at once if a server has a free
+        slot and nobody waits, else queued (within max_queue requests and max_queued_bytes)."""
+        ticket = Ticket(
+            PRIORITIES[priority], next(self._seq), asyncio.get_running_loop().create_future(), prefer, size=size
+        )
         if self.queued == 0:
             server = self._pick(prefer)
             if server is not None:
@@ -108,12 +115,19 @@ class PriorityGate:
                 return ticket
         if self.queued >= self.max_queue:
             raise QueueFull(f"{self.queued} requests already waiting (max_queue {self.max_queue})")
+        if self.queued_bytes + size > self.max_queued_bytes:
+            raise QueueFull(
+                f"the {self.queued} waiting requests hold {self.queued_bytes} bytes; this one's {size} would pass "
+                f"max_queued_bytes ({self.max_queued_bytes})"
+            )
         self._push(ticket)
         return ticket
 
     def requeue(self, ticket: Ticket) -> Ticket:
         """TICKET's server refused the connection: free that slot and queue again in the old place."""
-        again = Ticket(ticket.rank, ticket.seq, asyncio.get_running_loop().create_future(), ticket.prefer)
+        again = Ticket(
+            ticket.rank, ticket.seq, asyncio.get_running_loop().create_future(), ticket.prefer, size=ticket.size
+        )
         if not ticket.left and ticket.server is not None:
             ticket.left = True
             ticket.server.in_flight -= 1
@@ -132,6 +146,7 @@ class PriorityGate:
         else:
             ticket.granted.cancel()
             self.queued -= 1
+            self.queued_bytes -= ticket.size
             if len(self._heap) > 2 * self.queued + 32:  # many gave up while queued: drop their tickets
                 self._heap = [t for t in self._heap if not t.left]
                 heapq.heapify(self._heap)
@@ -148,6 +163,7 @@ class PriorityGate:
                 return
             heapq.heappop(self._heap)
             self.queued -= 1
+            self.queued_bytes -= ticket.size
             self._assign(ticket, server)
 
     def _pick(self, prefer: Server | None) -> Server | None:
@@ -165,6 +181,7 @@ class PriorityGate:
     def _push(self, ticket: Ticket) -> None:
         heapq.heappush(self._heap, ticket)
         self.queued += 1
+        self.queued_bytes += ticket.size
 
     @staticmethod
     def _assign(ticket: Ticket, server: Server) -> None:

@@ -12,7 +12,11 @@ import json
 import re
 from dataclasses import dataclass
 
-_MARKERS = re.compile(rb"exceeds? the available context size|exceed_context_size_error|maximum context length|context length exceeded|exceeds the context length", re.I)
+_MARKERS = re.compile(
+    rb"exceeds? the available context size|exceed_context_size_error|maximum "
+    rb"context length|context length exceeded|exceeds the context length",
+    re.I,
+)
 _NUMBERS = [
     re.compile(r"request \((\d+) tokens\) exceeds the available context size \((\d+) tokens\)"),
     re.compile(r"maximum context length is (\d+) tokens\. However, you requested (\d+) tokens"),

@@ -1,0 +1,96 @@
+"""The one place that writes answers to the client: whole answers in one write, streamed ones part
+by part as they arrive, each write bounded by the send timeout (a client that stops reading, say
+a terminal stopped with Ctrl-Z, is dropped and its upstream slot freed)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from router.answers import Answer, Head, Result, Streamed
+from router.errors import RouterError
+from router.protocols.base import Protocol
+
+
+class ClientStalled(ConnectionResetError):
+    """The client took no bytes for send_timeout seconds; its connection was closed."""
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What went out: the response, its status, the body bytes written, and what went wrong late."""
+
+    response: web.StreamResponse
+    status: int
+    bytes_out: int
+    note: str = ""
+
+
+async def send(http: web.BaseRequest, result: Result, protocol: Protocol, send_timeout: float) -> Sent:
+    """Write RESULT. A RouterError raised before any header went out is the caller's to answer;
+    after that, an event stream gets the protocol's error event and anything else is cut short."""
+    if isinstance(result, Answer):
+        response = web.Response(status=result.status, body=result.body, headers=CIMultiDict(result.headers))
+        await _bounded(response.prepare(http), http, send_timeout)
+        await _bounded(response.write_eof(), http, send_timeout)
+        return Sent(response, result.status, len(result.body))
+    return await _relay(http, result, protocol, send_timeout)
+
+
+async def _relay(http: web.BaseRequest, result: Streamed, protocol: Protocol, send_timeout: float) -> Sent:
+    response: web.StreamResponse | None = None
+    status = written = 0
+    async with contextlib.aclosing(result.parts) as parts:  # type: ignore[type-var]
+        try:
+            async for part in parts:
+                if isinstance(part, Head):
+                    if response is None:
+                        response = web.StreamResponse(
+                            status=part.status, reason=part.reason, headers=CIMultiDict(part.headers)
+                        )
+                        status = part.status
+                        await _bounded(response.prepare(http), http, send_timeout)
+                    continue
+                assert response is not None, "a streamed answer starts with its Head"
+                await _bounded(response.write(part), http, send_timeout)
+                written += len(part)
+            if response is None:
+                raise RouterError(502, "ghost-router: the upstream ended the exchange without an answer.", "api_error")
+            await _bounded(response.write_eof(), http, send_timeout)
+            return Sent(response, status, written)
+        except RouterError as error:
+            if response is None:
+                raise
+            return Sent(response, status, written, await _cut_short(http, response, protocol, error))
+
+
+async def _cut_short(
+    http: web.BaseRequest, response: web.StreamResponse, protocol: Protocol, error: RouterError
+) -> str:
+    """End an answer whose headers went out: an SSE error event, or a closed connection (a truncated
+    body must not look complete). Returns the note for the log."""
+    note = error.message if len(error.message) <= 300 else error.message[:297] + "..."
+    try:
+        if response.content_type == "text/event-stream":
+            await response.write(protocol.sse_error_event(error))
+            await response.write_eof()
+        elif http.transport is not None:
+            http.transport.close()
+    except ConnectionResetError:
+        note += " (client also gone)"
+    return note
+
+
+async def _bounded(write: object, http: web.BaseRequest, send_timeout: float) -> None:
+    """Await WRITE (a coroutine); a client that takes nothing for SEND_TIMEOUT is disconnected."""
+    try:
+        async with asyncio.timeout(send_timeout):
+            await write  # type: ignore[misc]
+    except TimeoutError:
+        if http.transport is not None:
+            http.transport.abort()
+        raise ClientStalled(f"the client took no bytes for {send_timeout:g}s (limits.send_timeout)") from None

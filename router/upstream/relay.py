@@ -1,0 +1,298 @@
+"""The relay: a forwarded request waits for a slot, goes to its server, and its answer is relayed
+as it arrives. A stream gets its headers early and keep-alive events while it waits, for a slot
+or for a slow prompt's first byte, so clients that give up on silent connections keep waiting.
+
+An unreachable server is 502 naming its URL, no answer within idle_timeout is 504, an upstream
+that dies mid-stream ends the stream with an SSE error event, and the upstream's own 4xx/5xx
+passes through unchanged (a context overflow becomes the client protocol's own error).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from router.answers import SSE_HEADERS, Head, Part, Trace
+from router.edits import Edits
+from router.errors import RouterError, UpstreamUnavailable
+from router.protocols.base import Request
+from router.secrets import CREDENTIAL_HEADERS, strip_query_credentials
+from router.upstream import admission
+from router.upstream.client import ConnectFailed, ResponseFailed, UpstreamClient, UpstreamResponse
+from router.upstream.pool import Upstream
+from router.upstream.queue import Server
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "expect"}
+ERROR_BODY_LIMIT = 64 * 1024
+
+
+class UpstreamRefused(UpstreamUnavailable):
+    """The server did not accept the connection: another server of the pool may take the request."""
+
+
+class UpstreamBroke(RouterError):
+    """The upstream failed after its answer had started."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(502, message, "api_error")
+
+
+class Heartbeat:
+    """Keep-alive for a waiting stream: an early head, then a keep-alive event every `keepalive` seconds."""
+
+    def __init__(self, request: Request, keepalive: float) -> None:
+        self.event = request.protocol.sse_keepalive_event() if request.view.stream and keepalive > 0 else None
+        self.keepalive = keepalive
+        self.started = False  # the early head went out
+
+    async def until(self, waited: asyncio.Future[Any], deadline: float = float("inf")) -> AsyncIterator[Part]:
+        """Parts to send while WAITED is pending, until DEADLINE (loop time)."""
+        loop = asyncio.get_running_loop()
+        next_beat = loop.time() + self.keepalive if self.event else float("inf")
+        while not waited.done() and loop.time() < deadline:
+            await asyncio.wait({waited}, timeout=min(deadline, next_beat) - loop.time())
+            if self.event and not waited.done() and loop.time() >= next_beat:
+                if not self.started:
+                    self.started = True
+                    yield Head(200, SSE_HEADERS, early=True)
+                yield self.event
+                next_beat += self.keepalive
+
+
+async def relay(
+    request: Request, edits: Edits, upstream: Upstream, priority: str, client: UpstreamClient, trace: Trace
+) -> AsyncIterator[Part]:
+    """Wait for a slot on one of UPSTREAM's servers at PRIORITY, then relay its answer."""
+    body = edits.encode()
+    prefix = upstream.prefix_key(request)
+    trace.upstream, trace.priority = upstream.name, priority
+    ticket = admission.enter(upstream, priority, prefix, len(body))
+    queued = not ticket.granted.done()
+    waited = time.perf_counter()
+    deadline = asyncio.get_running_loop().time() + upstream.config.queue_timeout
+    heartbeat = Heartbeat(request, upstream.config.keepalive)
+    try:
+        while True:
+            if not ticket.granted.done():
+                async for part in heartbeat.until(ticket.granted, deadline):
+                    yield part
+                if not ticket.granted.done():
+                    raise admission.wait_expired(upstream)
+            if trace.queue_wait is None:
+                trace.queue_wait = time.perf_counter() - waited
+            assert ticket.server is not None
+            upstream.served(prefix, ticket.server)
+            try:
+                async for part in _exchange(request, edits, body, upstream, ticket.server, client, heartbeat, trace):
+                    yield part
+                return
+            except UpstreamRefused:
+                # another server of the pool takes it; a request that had to queue also waits for a
+                # restart within its queue_timeout; a fresh one to a lone server that is down fails fast
+                if upstream.all_down() and not queued:
+                    raise
+                ticket = upstream.gate.requeue(ticket)
+    except (asyncio.CancelledError, GeneratorExit, ConnectionResetError):
+        upstream.stats.cancelled += 1  # the client left, queued or mid-stream
+        raise
+    finally:
+        if trace.queue_wait is None:
+            trace.queue_wait = time.perf_counter() - waited
+        upstream.gate.leave(ticket)
+
+
+async def _exchange(
+    request: Request,
+    edits: Edits,
+    body: bytes,
+    upstream: Upstream,
+    server: Server,
+    client: UpstreamClient,
+    heartbeat: Heartbeat,
+    trace: Trace,
+) -> AsyncIterator[Part]:
+    """One try on SERVER: send, then relay the answer."""
+    config = upstream.config
+    upstream.stats.forwarded += 1
+    server.forwarded += 1
+    upstream.stats.max_seen_in_flight = max(upstream.stats.max_seen_in_flight, upstream.gate.in_flight)
+    trace.server = server.url
+    if len(upstream.servers) > 1:
+        trace.notes.append(f"server {server.url}")
+    forward_auth = config.forward_client_auth
+    query = request.query if forward_auth else strip_query_credentials(request.query)
+    url = server.url + request.raw_path + (f"?{query}" if query else "")
+    sending = client.send(
+        request.method,
+        url,
+        request_headers(request, edits, upstream, server),
+        body,
+        config.connect_timeout,
+        config.idle_timeout,
+    )
+    started = time.perf_counter()
+    try:
+        if heartbeat.event:
+            task = asyncio.ensure_future(sending)
+            try:
+                async for part in heartbeat.until(task):
+                    yield part
+            finally:
+                if not task.done():
+                    task.cancel()
+                    task.add_done_callback(_close_late_response)
+            up = task.result()
+        else:
+            up = await sending
+    except ConnectFailed as exc:
+        _count_error(upstream, server)
+        server.health.mark_down(exc.reason)
+        raise UpstreamRefused(
+            502,
+            f"ghost-router could not connect to upstream '{upstream.name}' at {server.url} ({exc.reason}). "
+            f"Start the server there, or fix upstreams.{upstream.name}.url in the rules file (or --upstream).",
+        ) from None
+    except TimeoutError:
+        _count_error(upstream, server)
+        raise UpstreamUnavailable(
+            504,
+            f"ghost-router: upstream '{upstream.name}' at {server.url} sent no response headers within "
+            f"{config.idle_timeout:g}s (idle_timeout). Check the server; raise idle_timeout for slow prompts.",
+        ) from None
+    except ResponseFailed as exc:
+        _count_error(upstream, server)
+        raise UpstreamUnavailable(
+            502, f"ghost-router: upstream '{upstream.name}' at {server.url} failed before answering: it {exc}."
+        ) from None
+    server.health.mark_up()
+    complete = False
+
+    async def next_chunk() -> bytes:
+        try:
+            return await up.read_chunk()
+        except (TimeoutError, ResponseFailed) as exc:
+            _count_error(upstream, server)
+            reason = (
+                f"sent nothing for {config.idle_timeout:g}s (idle_timeout)"
+                if isinstance(exc, asyncio.TimeoutError)
+                else str(exc)
+            )
+            raise UpstreamBroke(
+                f"ghost-router: upstream '{upstream.name}' at {server.url} {reason} in the middle of the "
+                "response. The answer is incomplete; retry the request."
+            ) from None
+
+    try:
+        first = b""
+        if up.status >= 400:
+            first = await _read_up_to(next_chunk, ERROR_BODY_LIMIT)
+            translated = request.protocol.upstream_error(up.status, first) if config.context_errors else None
+            if translated:
+                raise translated
+            if heartbeat.started:  # the stream's head went out already: an SSE error event
+                raise _error_from_body(up.status, first)
+        yield Head(up.status, response_headers(up), up.reason)
+        chunk = first or await next_chunk()
+        while chunk:
+            yield chunk
+            chunk = await next_chunk()
+        complete = True
+    finally:
+        trace.upstream_time = time.perf_counter() - started
+        if complete:
+            up.release()
+        else:
+            up.close()  # the server sees the request cancelled
+
+
+def _close_late_response(task: asyncio.Future[UpstreamResponse]) -> None:
+    """A response that arrived after its client left is closed, not leaked."""
+    if not task.cancelled() and task.exception() is None:
+        task.result().close()
+
+
+def request_headers(request: Request, edits: Edits, upstream: Upstream, server: Server) -> list[tuple[str, str]]:
+    """The client's headers minus hop-by-hop ones (and those `Connection` names), minus client
+    credentials (unless forward_client_auth), plus the upstream's and the rule's header edits."""
+    config = upstream.config
+    skipped = set(NOT_FORWARDED) | _connection_listed(request.headers.getall("Connection", []))
+    if not config.forward_client_auth:
+        skipped |= CREDENTIAL_HEADERS
+    changed = {name.lower(): (name, value) for name, value in [*config.headers, *edits.headers.items()]}
+    if server.authorization and "authorization" not in changed:
+        changed["authorization"] = ("Authorization", server.authorization)
+    headers = [
+        (name, _sendable(value))
+        for name, value in request.headers.items()
+        if name.lower() not in skipped and name.lower() not in changed
+    ]
+    headers += [(name, value) for name, value in changed.values() if value is not None]
+    return headers
+
+
+def response_headers(up: UpstreamResponse) -> tuple[tuple[str, str], ...]:
+    """The upstream's headers for the client, as received (UTF-8), minus hop-by-hop ones."""
+    listed = _connection_listed(v.decode("latin-1") for k, v in up.raw_headers if k.lower() == b"connection")
+    headers = []
+    for name, value in up.raw_headers:
+        text = name.decode("latin-1")
+        if text.lower() not in HOP_BY_HOP and text.lower() not in listed:
+            headers.append((text, value.decode("utf-8", "replace")))
+    return tuple(headers)
+
+
+def _connection_listed(values: Any) -> set[str]:
+    return {token.strip().lower() for value in values for token in value.split(",") if token.strip()}
+
+
+def _sendable(value: str) -> str:
+    """A received header value that can be encoded again (invalid UTF-8 bytes become U+FFFD)."""
+    return value if value.isascii() else value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _count_error(upstream: Upstream, server: Server) -> None:
+    upstream.stats.errors += 1
+    server.errors += 1
+
+
+async def _read_up_to(next_chunk: Callable[[], Awaitable[bytes]], limit: int) -> bytes:
+    """The body's first LIMIT bytes or more (all of it when shorter)."""
+    chunks, size = [], 0
+    while size < limit:
+        chunk = await next_chunk()
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _error_from_body(status: int, raw: bytes) -> RouterError:
+    """The upstream's error as a RouterError, for a stream whose headers already went out."""
+    message, error_type = raw.decode("utf-8", "replace"), None
+    try:
+        error = json.loads(raw).get("error")
+        if isinstance(error, dict):
+            message, error_type = str(error.get("message", message)), error.get("type")
+        elif isinstance(error, str):
+            message = error
+    except (ValueError, AttributeError, RecursionError):
+        pass
+    return RouterError(status, message, error_type if isinstance(error_type, str) else None)
