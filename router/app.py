@@ -232,8 +232,8 @@ async def _error_answer(request: Request, error: RouterError, plugins: Plugins) 
     """ERROR in the client's protocol, after plugins had their say (handle_error)."""
     try:
         replaced = await plugins.first("handle_error", request=request, error=error)
-    except RouterError as plugin_error:
-        replaced = (plugin_error, "")
+    except RouterError:
+        replaced = None  # the plugin failed (logged): the original error stands
     if replaced is not None:
         error = replaced[0]
     return request.protocol.error_answer(error, f"req_ghost{request.id}")

@@ -34,7 +34,7 @@ def loads(raw: bytes | str) -> Any:
     except orjson.JSONDecodeError:
         pass
     try:
-        return json.loads(raw)
+        return json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)  # JSON is UTF-8: no surrogates
     except RecursionError:
         raise ValueError("nested too deeply") from None
 

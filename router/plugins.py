@@ -54,7 +54,9 @@ class Plugins:
         for impl in self._impls(name):
             try:
                 result = await _call(impl, kwargs)
-            except Exception as exc:  # noqa: BLE001 - a broken plugin is the client's error answer, not a crash
+            except RouterError:
+                raise  # an error the plugin means the client to get
+            except Exception as exc:  # a broken plugin is the client's error answer, not a crash
                 logger.error("plugin %s failed in %s: %s: %s", impl.plugin_name, name, type(exc).__name__, exc)
                 raise RouterError(
                     500,

@@ -34,6 +34,7 @@ class Seen:
     arrived: float
     raw: bytes = b""
     outcome: str = "running"  # running, done, cancelled, error
+    raw_query: str = ""
 
     @property
     def user_text(self) -> str:
@@ -105,7 +106,7 @@ class FakeUpstream:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode(errors="replace")
-        seen = Seen(request.path, dict(request.headers), body, time.monotonic(), raw)
+        seen = Seen(request.path, dict(request.headers), body, time.monotonic(), raw, raw_query=request.query_string)
         self.seen.append(seen)
         self.started.set()
         try:

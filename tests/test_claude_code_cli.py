@@ -30,6 +30,9 @@ async def run_claude(binary, router_url: str, workdir, extra_env: dict[str, str]
         "ANTHROPIC_API_KEY": "none",
         # keeps Claude Code's own telemetry and update checks off the network: tests talk to loopback only
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        # Claude Code aborts a stream after 300 s without an event (pings do not count); a first
+        # prefill on a busy CI core can take longer. Its own setting, as the client line sets it.
+        "CLAUDE_STREAM_IDLE_TIMEOUT_MS": "1800000",
         **extra_env,
     }
     process = await asyncio.create_subprocess_exec(

@@ -90,6 +90,9 @@ async def test_claude_code_gets_the_models_own_text(aiohttp_server, llama, tmp_p
         "ANTHROPIC_BASE_URL": str(router.make_url("")).rstrip("/"),
         "ANTHROPIC_API_KEY": "none",
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        # Claude Code aborts a stream after 300 s without an event (pings do not count); a first
+        # prefill on a busy CI core can take longer. Its own setting, as the client line sets it.
+        "CLAUDE_STREAM_IDLE_TIMEOUT_MS": "1800000",
         "CLAUDE_CODE_MAX_CONTEXT_TOKENS": "32768",
     }
     with Metrics(llama.url) as metrics:
