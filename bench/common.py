@@ -245,10 +245,11 @@ def serve_upstream_forever(port: int, events: int, interval: float, prefill: flo
 def process(
     args: list[str], ready_port: int, env: dict[str, str] | None = None, timeout: float = 30
 ) -> Iterator[subprocess.Popen]:
-    """Run ARGS until the block ends; wait until READY_PORT accepts connections."""
-    proc = subprocess.Popen(
-        args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    """Run ARGS until the block ends; wait until READY_PORT accepts connections. Its output is
+    dropped, or kept in $BENCH_LOG_DIR/PORT.log when that variable names a folder."""
+    logs = os.environ.get("BENCH_LOG_DIR")
+    output = open(Path(logs) / f"{ready_port}.log", "ab") if logs else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=output, stderr=output)
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -266,6 +267,8 @@ def process(
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+        if logs:
+            output.close()  # type: ignore[union-attr]
 
 
 def upstream_process(port: int, events: int, interval: float, prefill: float = 0.0):
@@ -300,11 +303,11 @@ def rss_and_fds(pid: int) -> tuple[int, int]:
 
 
 def write_result(name: str, data: dict) -> Path:
-    """Save a benchmark's results as bench/results/NAME.json."""
+    """Save a benchmark's results as bench/results/NAME.json, with the date they were measured."""
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     path = out / f"{name}.json"
-    path.write_text(json.dumps(data, indent=2))
+    path.write_text(json.dumps({"measured": time.strftime("%Y-%m-%d"), **data}, indent=2))
     return path
 
 

@@ -1,10 +1,8 @@
 """Two floors for the forwarding overhead, measured beside ghost-router in bench/overhead.py:
 
 - `bare aiohttp`: an aiohttp server forwarding with aiohttp's client, streaming, no rules, no
-  queue, no logging: what any aiohttp-based proxy costs at least;
-- `aiohttp + lean client`: aiohttp's low-level server (as ghost-router serves) forwarding with
-  ghost-router's own HTTP/1.1 client (router/upstream/http1.py) and response writing, no rules, no
-  parsing, no queue, no log: what ghost-router would cost with none of its logic;
+  queue, no logging: what any aiohttp-based proxy costs at least, and what ghost-router (served by
+  aiohttp's AppRunner, forwarding with aiohttp's client) would cost with none of its logic;
 - `tcp relay`: bytes copied between two sockets by asyncio protocols, no HTTP at all: what one
   more process on the path costs at least.
 """
@@ -46,36 +44,6 @@ def serve_bare_aiohttp(port: int, target: str) -> None:
     app.router.add_route("*", "/{tail:.*}", handle)
     _install_uvloop()
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, handler_cancellation=True)
-
-
-def serve_aiohttp_lean_client(port: int, target: str) -> None:
-    from router.upstream.http1 import Http1Client
-    from router.upstream.proxy import _HeadersWithFirstChunk, _response_headers
-
-    client = Http1Client()
-
-    async def handle(request: web.BaseRequest) -> web.StreamResponse:
-        body = await request.content.read()
-        up = await client.request(
-            request.method, target, request.raw_path, [("Content-Type", "application/json")], body, 10, 600
-        )
-        kind = _HeadersWithFirstChunk if up.has_body_ready() else web.StreamResponse
-        response = kind(status=up.status, reason=up.reason, headers=_response_headers(up.raw_headers))
-        await response.prepare(request)
-        while chunk := await up.read_chunk():
-            await response.write(chunk)
-        await response.write_eof()
-        up.release()
-        return response
-
-    async def serve() -> None:
-        runner = web.ServerRunner(web.Server(handle, handler_cancellation=True, access_log=None))
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        await asyncio.Event().wait()
-
-    _install_uvloop()
-    asyncio.run(serve())
 
 
 def serve_tcp_relay(port: int, target_port: int) -> None:
@@ -128,7 +96,7 @@ def _install_uvloop() -> None:
 
 
 def floor_process(kind: str, port: int, upstream_port: int):
-    """One of the floors in its own process: KIND is `bare_aiohttp`, `aiohttp_lean_client` or `tcp_relay`."""
+    """One of the floors in its own process: KIND is `bare_aiohttp` or `tcp_relay`."""
     target = str(upstream_port) if kind == "tcp_relay" else f"'http://127.0.0.1:{upstream_port}'"
     code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from bench.floor_proxies import serve_{kind}; serve_{kind}({port}, {target})"
     return process([sys.executable, "-c", code], port)

@@ -3,9 +3,11 @@
     python bench/idle_cost.py [--samples 300]
 
 Times, in this one process and without sockets, what ghost-router does to a 50 KB Claude Code
-shaped turn before it forwards it: parse (the Anthropic body read field by field into the
-matcher view), match (the default rule table with the bundled plugins' rules), edit (the rule's
-rewrite and the upstream's model) and write back (the rewritten body). Each request is timed
+shaped turn before it forwards it, with the calls app.handle and the forward action make: parse
+(new_request, then parse_request: the JSON body parsed and the Anthropic adapter's matcher view
+built), match (config.table.match on the default rules with the bundled plugins' rules), edit
+(Edits(request).apply with the rule's rewrite, then with the upstream's own edits) and write back
+(Edits.encode: the rewritten body serialized). Each request is timed
 back to back with the previous one, then after sleeping 2 ms, then after sleeping 50 ms: nothing
 else runs in between, so a difference is what an idle CPU costs the same work when it resumes,
 which is what every request meets in bench/overhead.py (the router sits idle for seconds between
@@ -24,11 +26,11 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from router.exchange import Exchange  # noqa: E402
-
 from bench.common import claude_code_body, summary, write_result  # noqa: E402
 from router.config import Overrides, load_config  # noqa: E402
+from router.edits import Edits  # noqa: E402
 from router.plugins import load_plugins  # noqa: E402
+from router.protocols.base import new_request, parse_request  # noqa: E402
 
 STAGES = ("parse", "match", "edit", "write back", "all")
 PAUSES = {"back to back": 0.0, "after 2 ms idle": 0.002, "after 50 ms idle": 0.05}
@@ -46,27 +48,28 @@ HEADERS = CIMultiDictProxy(
 
 
 def one_request(registry, config, raw: bytes) -> list[float]:  # noqa: ANN001
-    """Seconds per stage (and in all) for one request, as app.handle and forward run them."""
+    """Seconds per stage (and in all) for one request, as app.handle and the forward action run them."""
     protocol, kind = registry.protocol_for("POST", "/v1/messages")
-    ex = Exchange("POST", "/v1/messages", HEADERS, protocol, kind)
-    ex.raw = raw
     started = time.perf_counter()
-    ex.parse()
+    request = parse_request(new_request("POST", "/v1/messages", "", "/v1/messages", HEADERS, raw, protocol, kind))
     parsed = time.perf_counter()
-    rule = config.table.match(ex)
+    rule = config.table.match(request)
     matched = time.perf_counter()
+    edits = Edits(request)
     forward = None
     for name, action in rule.actions:
         if name == "rewrite":
-            action.edits.apply(ex)
+            for header, value in action.headers:
+                edits.set_header(header, value)
+            edits.apply(action.edits)
         elif name == "forward":
             forward = action
     assert forward is not None, f"rule {rule.name} does not forward"
-    config.upstreams[forward.upstream].edits.apply(ex)
+    edits.apply(config.upstreams[forward.upstream].edits)
     edited = time.perf_counter()
-    body = ex.body_bytes()
+    body = edits.encode()
     written = time.perf_counter()
-    assert ex.body_changed and body != raw
+    assert edits.changed and body != raw
     return [parsed - started, matched - parsed, edited - matched, written - edited, written - started]
 
 

@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 import aiohttp
-from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -26,6 +25,7 @@ from bench.common import free_port, write_result  # noqa: E402
 from router.app import build_app  # noqa: E402
 from router.config import Overrides, load_config  # noqa: E402
 from router.plugins import load_plugins  # noqa: E402
+from router.server import serving  # noqa: E402
 from router.servers.llama import LlamaServer  # noqa: E402
 from tests import claude_code_shapes as cc  # noqa: E402
 
@@ -92,16 +92,9 @@ async def run() -> dict:
                 plugins = load_plugins()
                 registry, rules = plugins.registry()
                 config = load_config(None, registry, Overrides(upstream_url=llama.url), rules)
-                runner = web.AppRunner(
-                    build_app(config, registry, plugins=plugins, plugin_rules=rules), handler_cancellation=True
-                )
-                await runner.setup()
-                port = free_port()
-                await web.TCPSite(runner, "127.0.0.1", port).start()
-                try:
-                    results[path] = await session_replay(f"http://127.0.0.1:{port}", llama)
-                finally:
-                    await runner.cleanup()
+                app = build_app(config, registry, plugins=plugins, plugin_rules=rules)
+                async with serving(app, "127.0.0.1", 0) as url:
+                    results[path] = await session_replay(url, llama)
         finally:
             await llama.stop()
     return results

@@ -1,13 +1,14 @@
 """Forwarding overhead, side by side in one run: direct to the upstream vs through ghost-router vs
 through a naive buffering proxy like the article's (threaded, polling every 50 ms), and beside
-three floors (bench/floor_proxies.py): a bare aiohttp proxy, the same aiohttp server with
-ghost-router's forwarding client and none of its logic, and a raw TCP relay.
+two floors (bench/floor_proxies.py): a bare aiohttp proxy (aiohttp's server and client, as
+ghost-router uses them, with none of its logic) and a raw TCP relay.
 
-    python bench/overhead.py [--rounds 100]
+    python bench/overhead.py [--rounds 100] [--events 500] [--interval 0.001]
 
 Requests carry 50 KB bodies shaped like a Claude Code turn (bench.common.claude_code_body: tools,
 tool results, the billing block), which the default rules rewrite, so the router parses and
-re-serializes each one as it does real traffic; streamed replies have 500 events. Each round sends the same
+re-serializes each one as it does real traffic; streamed replies have 500 events (--events), and a
+non-streamed reply takes as long as that stream would. Each round sends the same
 request through each path in turn, in a fresh random order (interleaved, so drift hits all alike) and records time to
 first byte and whole-request time. Prints medians, spread and ratios; writes bench/results/overhead.json.
 """
@@ -31,7 +32,7 @@ from bench.floor_proxies import floor_process  # noqa: E402
 from bench.naive_proxy import naive_proxy_process  # noqa: E402
 
 JSON = {"Content-Type": "application/json"}
-shuffle = random.Random(6).shuffle  # seeded: the same sequence of orders in every run
+REQUEST_TIMEOUT = 60  # seconds: a request that takes longer stops the run, naming its path
 
 
 async def one(session: aiohttp.ClientSession, url: str, body: bytes) -> tuple[float, float]:
@@ -47,37 +48,39 @@ async def one(session: aiohttp.ClientSession, url: str, body: bytes) -> tuple[fl
 
 async def measure(paths: dict[str, str], rounds: int, body: bytes) -> dict[str, dict[str, list[float]]]:
     results = {name: {"ttfb": [], "total": []} for name in paths}
-    async with aiohttp.ClientSession() as session:
+    shuffle = random.Random(6).shuffle  # seeded: the same sequence of orders in every run
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
+
+        async def timed(name: str, url: str, when: str) -> tuple[float, float]:
+            try:
+                async with asyncio.timeout(REQUEST_TIMEOUT):
+                    return await one(session, url, body)
+            except TimeoutError:
+                raise RuntimeError(f"{name}: no complete answer within {REQUEST_TIMEOUT} s ({when})") from None
+
         for name, url in paths.items():  # warm-up
-            await one(session, url, body)
+            await timed(name, url, "warm-up")
         order = list(paths.items())
-        for _ in range(rounds):
+        for n in range(rounds):
             # a fresh order each round: a process runs faster right after one that ran the same
             # code (shared libraries stay in the CPU caches), so a fixed order favours some paths
             shuffle(order)
             for name, url in order:
-                ttfb, total = await one(session, url, body)
+                ttfb, total = await timed(name, url, f"round {n + 1}")
                 results[name]["ttfb"].append(ttfb)
                 results[name]["total"].append(total)
     return results
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=100)
-    parser.add_argument(
-        "--interval", type=float, default=0.001, help="seconds between streamed events (default 1 ms: 1000 tokens/s)"
-    )
-    parser.add_argument("--body-bytes", type=int, default=50_000, help="request body size (default 50 KB)")
-    args = parser.parse_args()
-    up, router, naive, bare, lean, relay = (free_port() for _ in range(6))
-    report = {}
+def run_once(args: argparse.Namespace) -> dict:
+    """One measurement with fresh processes: {kind: {path: medians, spread, added first byte, ratio}}."""
+    up, router, naive, bare, relay = (free_port() for _ in range(5))
+    report: dict = {"measured": time.strftime("%Y-%m-%d %H:%M")}
     with (
-        upstream_process(up, 500, args.interval),
+        upstream_process(up, args.events, args.interval),
         router_process(router, up),
         naive_proxy_process(naive, up),
         floor_process("bare_aiohttp", bare, up),
-        floor_process("aiohttp_lean_client", lean, up),
         floor_process("tcp_relay", relay, up),
     ):
         paths = {
@@ -85,7 +88,6 @@ def main() -> int:
             "ghost-router": f"http://127.0.0.1:{router}",
             "naive proxy": f"http://127.0.0.1:{naive}",
             "floor: bare aiohttp proxy": f"http://127.0.0.1:{bare}",
-            "floor: aiohttp + lean client": f"http://127.0.0.1:{lean}",
             "floor: tcp relay": f"http://127.0.0.1:{relay}",
         }
         for stream in (True, False):
@@ -93,7 +95,9 @@ def main() -> int:
             body = json.dumps(claude_code_body(args.body_bytes, stream)).encode()
             results = asyncio.run(measure(paths, args.rounds, body))
             direct = {k: summary(v) for k, v in results["direct"].items()}
-            print(f"\n{kind}: {len(body):,}-byte request, 500-event reply, {args.rounds} rounds (ms: median [p10-p90])")
+            print(
+                f"\n{kind}: {len(body):,}-byte request, {args.events}-event reply, {args.rounds} rounds (ms: median [p10-p90])"
+            )
             print(f"{'path':26} {'TTFB':>24} {'total':>26} {'TTFB added':>11} {'total ratio':>12}")
             report[kind] = {}
             for name, values in results.items():
@@ -104,11 +108,50 @@ def main() -> int:
                 print(
                     f"{name:26} {ttfb['median']:8.2f} [{ttfb['p10']:6.2f}-{ttfb['p90']:6.2f}] {total['median']:9.2f} [{total['p10']:7.2f}-{total['p90']:7.2f}] {added:+10.2f} {ratio:11.3f}"
                 )
-    report["body_bytes"] = len(body)
-    report["command"] = f"python bench/overhead.py --rounds {args.rounds} --interval {args.interval}" + (
-        f" --body-bytes {args.body_bytes}" if args.body_bytes != 50_000 else ""
+        report["body_bytes"] = len(body)
+    return report
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=100)
+    parser.add_argument(
+        "--interval", type=float, default=0.001, help="seconds between streamed events (default 1 ms: 1000 tokens/s)"
     )
-    write_result("overhead", report)
+    parser.add_argument("--events", type=int, default=500, help="events per streamed reply (default 500)")
+    parser.add_argument("--body-bytes", type=int, default=50_000, help="request body size (default 50 KB)")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="whole runs, each with fresh processes (medians move between runs)"
+    )
+    parser.add_argument("--name", default="overhead", help="results file: bench/results/NAME.json")
+    args = parser.parse_args()
+    runs = []
+    for n in range(args.repeat):
+        if args.repeat > 1:
+            print(f"\n=== run {n + 1} of {args.repeat}")
+        runs.append(run_once(args))
+    command = f"python bench/overhead.py --rounds {args.rounds} --interval {args.interval}"
+    for flag, value, default in (
+        ("--events", args.events, 500),
+        ("--body-bytes", args.body_bytes, 50_000),
+        ("--repeat", args.repeat, 1),
+        ("--name", args.name, "overhead"),
+    ):
+        command += f" {flag} {value}" if value != default else ""
+    if args.repeat > 1:
+        print("\nper run, ghost-router against direct (first byte added ms; whole-request ratio):")
+        for n, run in enumerate(runs, 1):
+            print(
+                f"  run {n}: "
+                + "; ".join(
+                    f"{kind} {run[kind]['ghost-router']['ttfb_added_ms']:+.2f} ms, {run[kind]['ghost-router']['total_ratio']:.3f}"
+                    for kind in ("streaming", "non-streaming")
+                )
+            )
+    # the last run's table at the top level, every run under "runs"
+    write_result(
+        args.name, {**runs[-1], "events": args.events, "interval": args.interval, "command": command, "runs": runs}
+    )
     return 0
 
 

