@@ -7,12 +7,11 @@ import asyncio
 import json
 import logging
 import sys
-import urllib.request
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from router import __version__, demo, top
+from router import __version__, client_line, demo, top
 from router.access import is_loopback
 from router.app import build_app
 from router.config import Overrides, RouterConfig, embedded_rules_text, load_config
@@ -22,8 +21,10 @@ from router.plugins import load_plugins
 from router.registry import Registry
 from router.server import serve_until_signal
 from router.units import parse_size
+from router.upstream.probe import Found, look_all
 
 T = TypeVar("T")
+FIRST_PROMPT_TOKENS = 12_500  # Claude Code 2.1.332's first request with its tools, counted by llama-server
 OFFLINE_PLUGINS_HELP = (
     "also load plugin files from DIR (repeatable); unlike serve, plugins/ next to the rules file is not "
     "read, so checking a file from elsewhere runs none of its code"
@@ -150,7 +151,7 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    context = _context_size(config.upstreams[config.default_upstream].url)
+    found = look_all(config.upstreams)
     app = build_app(
         config,
         registry,
@@ -166,7 +167,7 @@ def _serve(args: argparse.Namespace) -> int:
     )
     try:
         run_event_loop(
-            serve_until_signal(app, args.host, args.port, lambda url: _banner(url, config, context, plugins.loaded))
+            serve_until_signal(app, args.host, args.port, lambda url: _banner(url, config, found, plugins.loaded))
         )
     except OSError as exc:
         print(f"ghost-router: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
@@ -246,17 +247,12 @@ def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(main)
 
 
-def _context_size(upstream_url: str) -> int | None:
-    """The context size a llama-server reports at GET /props (None if it does not answer)."""
-    try:
-        with urllib.request.urlopen(f"{upstream_url}/props", timeout=1) as response:  # noqa: S310 - the configured upstream
-            size = json.load(response)["default_generation_settings"]["n_ctx"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return size if isinstance(size, int) and size > 0 else None
+def _banner(url: str, config: RouterConfig, found: dict[str, list[Found]], plugins: list[str]) -> None:
+    print("\n".join(banner_lines(url, config, found, plugins)), flush=True)
 
 
-def _banner(url: str, config: RouterConfig, context: int | None, plugins: list[str]) -> None:
+def banner_lines(url: str, config: RouterConfig, found: dict[str, list[Found]], plugins: list[str]) -> list[str]:
+    """What `serve` prints once it listens: rules, plugins, each upstream as found, the client line."""
     lines = [
         f"ghost-router {__version__} listening on {url}",
         f"rules: {config.source} ({len(config.table.rules)} rules)",
@@ -265,19 +261,33 @@ def _banner(url: str, config: RouterConfig, context: int | None, plugins: list[s
     if others:
         lines.append(f"plugins: {', '.join(others)}")
     for upstream in config.upstreams.values():
-        lines.append(
-            f"upstream {upstream.name}: {upstream.describe_servers()} (max_concurrency {upstream.max_concurrency})"
-        )
-    window = f"CLAUDE_CODE_MAX_CONTEXT_TOKENS={context} " if context else ""
-    lines.append(
-        f"client: ANTHROPIC_BASE_URL={url} ANTHROPIC_API_KEY=none {window}claude --model {_model_hint(config)}"
-    )
+        servers = [server.describe() for server in found.get(upstream.name, [])]
+        head = f"upstream {upstream.name} (max_concurrency {upstream.max_concurrency})"
+        lines += [f"{head}: {servers[0]}"] if len(servers) == 1 else [f"{head}:", *(f"  {s}" for s in servers)]
+    default = found.get(config.default_upstream)
+    context = default[0].context if default else None
+    lines.append("client: " + client_line.claude_code(url, _model_hint(config), context, _classifier_blocked(config)))
     if not context:
         lines.append(
-            "tip: set CLAUDE_CODE_MAX_CONTEXT_TOKENS to your server's context size, or Claude Code assumes "
-            "1,000,000 tokens for a model it does not know and will not compact in time"
+            "tip: add CLAUDE_CODE_MAX_CONTEXT_TOKENS=<your server's context> and CLAUDE_CODE_MAX_OUTPUT_TOKENS=<an "
+            "eighth of it>, or Claude Code plans for 1,000,000 tokens for a model it does not know and will not "
+            "compact in time (docs/clients/claude-code.md)"
         )
-    print("\n".join(lines), flush=True)
+    elif client_line.compaction_room(context) < FIRST_PROMPT_TOKENS * 2:
+        lines.append(
+            f"tip: with {context:,} tokens of context Claude Code compacts once a conversation reaches "
+            f"{client_line.compaction_room(context):,} tokens, and its first prompt alone is about "
+            f"{FIRST_PROMPT_TOKENS:,}: start the server with --ctx-size 65536 or more"
+        )
+    return lines
+
+
+def _classifier_blocked(config: RouterConfig) -> bool:
+    """True while the rule for Claude Code's auto-mode safety classifier answers it without forwarding."""
+    return any(
+        rule.name == "auto-mode-classifier" and not any(name == "forward" for name, _ in rule.actions)
+        for rule in config.table.rules
+    )
 
 
 def _model_hint(config: RouterConfig) -> str:

@@ -1,4 +1,5 @@
-"""One readable log line per request. Headers are never logged; credentials are redacted where shown."""
+"""One readable log line per request, and progress lines while a forwarded one waits. Headers are
+never logged; credentials are redacted where shown."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from router.outcome import Outcome
 from router.protocols.base import Request
 
 logger = logging.getLogger("ghost_router")
+# A forwarded request's progress before its line: queued, sent, answering (a long prefill is not silence).
+progress = logging.getLogger("ghost_router.progress")
 
 
 def _ms(seconds: float | None) -> str:

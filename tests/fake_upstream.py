@@ -7,6 +7,8 @@ comma-separated list of directives:
   delay=S         sleep S seconds between deltas
   hold=NAME       after message_start, wait until the test calls release(NAME)
   hold_before=NAME  wait for release(NAME) before sending any response headers
+  first_byte_after=S  send nothing for S seconds, as a server in a long prefill (an agent's first
+                  turn only: a request with tools and no tool result yet)
   status=N        answer with this HTTP status and an Anthropic-shaped error
   die_after=N     stream N deltas, then drop the connection (with die_when=NAME: once gate NAME opens)
   stall_after=N   stream N deltas, then go silent (connection kept open)
@@ -129,6 +131,9 @@ class FakeUpstream:
     async def _behave(self, request: web.Request, seen: Seen, d: dict[str, str]) -> web.StreamResponse:
         if "hold_before" in d:
             await self.gate(d["hold_before"]).wait()
+        first_turn = isinstance(seen.body, dict) and seen.body.get("tools") and _tool_result_text(seen.body) is None
+        if "first_byte_after" in d and first_turn:
+            await asyncio.sleep(float(d["first_byte_after"]))  # the prefill being played, not a synchronisation
         if "status" in d:
             status = int(d["status"])
             seen.outcome = "error"

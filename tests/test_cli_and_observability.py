@@ -33,9 +33,14 @@ async def test_serve_prints_banner_answers_and_stops_cleanly(upstream):
         url = re.search(r"listening on (http://127\.0\.0\.1:\d+)", banner[0]).group(1)
         assert banner[1].startswith("rules: <embedded default rules>")
         assert banner[2].strip() == "plugins: codex, gemini, opencode"
-        assert banner[3].startswith(f"upstream local: {upstream.url} (max_concurrency 1)")
+        # the fake upstream listens but is no llama-server: no context size, so no window settings
         assert (
-            banner[4].strip() == f"client: ANTHROPIC_BASE_URL={url} ANTHROPIC_API_KEY=none claude --model qwen2.5-coder"
+            banner[3].strip()
+            == f"upstream local (max_concurrency 1): {upstream.url} accepts connections (no llama-server /props there)"
+        )
+        assert banner[4].strip() == (
+            f"client: ANTHROPIC_BASE_URL={url} ANTHROPIC_API_KEY=none CLAUDE_STREAM_IDLE_TIMEOUT_MS=1800000 "
+            "claude --model qwen2.5-coder --permission-mode default"
         )
         async with aiohttp.ClientSession(base_url=url) as http:
             async with http.head("/api/hello") as probe:

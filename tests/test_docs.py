@@ -111,13 +111,25 @@ def test_readmes_sample_output_is_the_real_banner(capsys):
     from router.cli import _banner
     from router.config import Overrides, load_config
     from router.plugins import load_plugins
+    from router.upstream.probe import Found
 
     plugins = load_plugins()
     registry, rules = plugins.registry()
     config = load_config(None, registry, Overrides(upstream_url="http://127.0.0.1:8080", model="qwen2.5-coder"), rules)
-    _banner("http://127.0.0.1:9090", config, None, plugins.loaded)
+    ready = {"local": [Found("http://127.0.0.1:8080", True, context=65536, slots=1)]}  # a llama-server -c 65536
+    _banner("http://127.0.0.1:9090", config, ready, plugins.loaded)
     readme = (ROOT / "README.md").read_text()
     sample = readme.split("$ ghost-router serve --upstream http://127.0.0.1:8080 --model qwen2.5-coder\n", 1)[1].split(
         "```", 1
     )[0]
     assert sample == capsys.readouterr().out
+
+
+def test_the_claude_code_guide_shows_the_line_serve_prints():
+    from router import client_line
+
+    guide = (ROOT / "docs" / "clients" / "claude-code.md").read_text()
+    line = client_line.claude_code("http://127.0.0.1:9090", "your-model", 65536)
+    assert f"\n{line}\n" in guide
+    for setting in line.split(" claude ")[0].split()[2:] + ["--permission-mode default"]:
+        assert f"| `{setting.split('=')[0]}" in guide, f"docs/clients/claude-code.md explains {setting}"

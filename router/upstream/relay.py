@@ -18,6 +18,7 @@ from typing import Any
 from router.answers import SSE_HEADERS, Head, Part, Trace
 from router.edits import Edits
 from router.errors import RouterError, UpstreamUnavailable
+from router.log import progress
 from router.protocols.base import Request
 from router.secrets import CREDENTIAL_HEADERS, strip_query_credentials
 from router.upstream import admission
@@ -86,6 +87,15 @@ async def relay(
     ticket = admission.enter(upstream, priority, prefix, len(body))
     queued = not ticket.granted.done()
     waited = time.perf_counter()
+    if queued:
+        progress.info(
+            "#%s queued for upstream %s at priority %s: %d in flight, %d queued",
+            request.id,
+            upstream.name,
+            priority,
+            upstream.gate.in_flight,
+            upstream.gate.queued,
+        )
     deadline = asyncio.get_running_loop().time() + upstream.config.queue_timeout
     heartbeat = Heartbeat(request, upstream.config.keepalive)
     try:
@@ -148,6 +158,9 @@ async def _exchange(
         config.idle_timeout,
     )
     started = time.perf_counter()
+    # a request the server has not answered after `keepalive` seconds (a long prefill) is announced;
+    # quick answers add no log lines
+    waiting = _Announcement(request, upstream, server.url, config.keepalive)
     try:
         if heartbeat.event:
             task = asyncio.ensure_future(sending)
@@ -181,7 +194,10 @@ async def _exchange(
         raise UpstreamUnavailable(
             502, f"ghost-router: upstream '{upstream.name}' at {server.url} failed before answering: it {exc}."
         ) from None
+    finally:  # answered, failed, or the client left
+        waiting.cancel()
     server.health.mark_up()
+    waiting.answered(up.status)
     complete = False
 
     async def next_chunk() -> bytes:
@@ -220,6 +236,40 @@ async def _exchange(
             up.release()
         else:
             up.close()  # the server sees the request cancelled
+
+
+class _Announcement:
+    """Logs a request still waiting for its server's answer after DELAY seconds (the upstream's
+    keepalive; 10 s when that is off), then when the answer starts."""
+
+    def __init__(self, request: Request, upstream: Upstream, url: str, delay: float) -> None:
+        self.request, self.upstream, self.started = request, upstream, time.perf_counter()
+        self.said = False
+        self.timer = asyncio.get_running_loop().call_later(delay if delay > 0 else 10.0, self._say, url)
+
+    def _say(self, url: str) -> None:
+        self.said = True
+        progress.info(
+            "#%s sent to upstream %s at %s %.0f s ago, still waiting for its answer (the server may be reading "
+            "a long prompt)",
+            self.request.id,
+            self.upstream.name,
+            url,
+            time.perf_counter() - self.started,
+        )
+
+    def answered(self, status: int) -> None:
+        if self.said:
+            progress.info(
+                "#%s upstream %s answering: status %d after %.1f s",
+                self.request.id,
+                self.upstream.name,
+                status,
+                time.perf_counter() - self.started,
+            )
+
+    def cancel(self) -> None:
+        self.timer.cancel()
 
 
 def _close_late_response(task: asyncio.Future[UpstreamResponse]) -> None:
