@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import sys
 from collections.abc import Coroutine
@@ -16,6 +15,7 @@ from router.access import is_loopback
 from router.app import build_app
 from router.config import Overrides, RouterConfig, embedded_rules_text, load_config
 from router.errors import RulesError
+from router.jsonutil import loads
 from router.offline import as_record, decide, describe_table, explain, replay
 from router.plugins import load_plugins
 from router.registry import Registry
@@ -207,7 +207,7 @@ def _explain(args: argparse.Namespace) -> int:
         return 1
     try:
         with open(args.request, encoding="utf-8") as file:
-            document = json.load(file)
+            document = loads(file.read())
     except (OSError, ValueError) as exc:
         print(f"ghost-router: cannot read {args.request}: {exc}", file=sys.stderr)
         return 1
@@ -225,7 +225,7 @@ def _replay(args: argparse.Namespace) -> int:
         with open(args.capture, encoding="utf-8") as file:
             for number, line in enumerate(file, 1):  # noqa: B007 - named in the error below
                 if line.strip():
-                    records.append(json.loads(line))
+                    records.append(loads(line))  # orjson reads the deep bodies --record wrote
     except (OSError, ValueError) as exc:
         where = f" line {number}" if isinstance(exc, ValueError) else ""
         print(f"ghost-router: cannot read {args.capture}{where}: {exc}", file=sys.stderr)

@@ -22,6 +22,7 @@ JavaScript client (Claude Code, OpenCode, Gemini CLI) meant by it.
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import orjson
@@ -37,6 +38,12 @@ def loads(raw: bytes | str) -> Any:
         return json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)  # JSON is UTF-8: no surrogates
     except RecursionError:
         raise ValueError("nested too deeply") from None
+    except ValueError as exc:
+        if "int_max_str_digits" in str(
+            exc
+        ):  # Python's guard against quadratic int parsing; its hint is not for clients
+            raise ValueError(f"an integer has more than {sys.get_int_max_str_digits()} digits") from None
+        raise
 
 
 def dumps_bytes(value: Any) -> bytes:

@@ -106,7 +106,7 @@ class FakeUpstream:
         raw = await request.read()
         try:
             body = json.loads(raw) if raw else None
-        except ValueError:
+        except (ValueError, RecursionError):  # the router forwards what it was sent, however deep
             body = raw.decode(errors="replace")
         seen = Seen(request.path, dict(request.headers), body, time.monotonic(), raw, raw_query=request.query_string)
         self.seen.append(seen)
@@ -125,6 +125,14 @@ class FakeUpstream:
         except (asyncio.CancelledError, ConnectionResetError):
             seen.outcome = "cancelled"
             raise
+        except (TypeError, KeyError, AttributeError, IndexError, ValueError, RecursionError) as exc:
+            # a body a real server would refuse (the router forwards what it was sent): a 400, as
+            # such a server answers, so a test can tell it from a router failure
+            seen.outcome = "error"
+            message = f"the fake upstream cannot use this body: {type(exc).__name__}"
+            return web.json_response(
+                {"type": "error", "error": {"type": "invalid_request_error", "message": message}}, status=400
+            )
         finally:
             self.in_flight -= 1
 

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from router.app import STATE, build_app
 from router.config import Overrides, load_config, parse_config
+from router.errors import RulesError
 from router.plugins import builtin_registry
 from tests.conftest import RULES, user_message
 
@@ -286,3 +287,31 @@ async def test_a_reload_that_drops_the_keys_of_an_exposed_router_is_refused(tmp_
     assert "auth.api_keys" in state.last_load_error and state.config.api_keys
     path.write_text(keyed.replace("version: 1", "version: 1\n# edited"))
     assert watcher.reload() and state.config.max_body == 2048, "--max-body survives the reload"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        '{"X-A\\r\\nX-Injected": "1"}',
+        '{"X-A": "a\\r\\nX-Injected: 1"}',
+        '{"X-A": "a\\nb"}',
+        '{"X-A": "a\\u0000b"}',
+        '{"X A": "1"}',
+        '{"": "1"}',
+    ],
+    ids=["crlf-name", "crlf-value", "lf-value", "nul-value", "space-name", "empty-name"],
+)
+@pytest.mark.parametrize("where", ["rewrite", "upstream"])
+def test_header_edits_that_could_inject_are_refused_at_load(headers, where):
+    if where == "rewrite":
+        text = RULES.format(upstream="http://127.0.0.1:1").replace(
+            "rewrite: {model: local-model, drop_billing_header: true}",
+            "rewrite: {model: local-model, drop_billing_header: true, headers: " + headers + "}",
+        )
+    else:
+        text = RULES.format(upstream="http://127.0.0.1:1").replace(
+            "    max_concurrency: 1", "    headers: " + headers + "\n    max_concurrency: 1", 1
+        )
+    assert text != RULES.format(upstream="http://127.0.0.1:1"), "the headers went into the rules"
+    with pytest.raises(RulesError, match="headers"):
+        parse_config(text, "rules.yaml", builtin_registry())

@@ -280,11 +280,11 @@ def _all_text(content: Any) -> str:
             continue
         kind = block.get("type")
         if kind == "text":
-            parts.append(block.get("text", ""))
+            parts.append(block.get("text"))
         elif kind == "tool_use":
             parts.append(f"{block.get('name', '')} {dumps(block.get('input', {}))}")
         elif kind == "tool_result":
             parts.append(_all_text(block.get("content")))
         elif kind in ("thinking", "redacted_thinking"):
-            parts.append(block.get("thinking", ""))
-    return "\n".join(parts)
+            parts.append(block.get("thinking"))
+    return "\n".join(part for part in parts if isinstance(part, str))  # a mistyped field counts as no text
