@@ -126,6 +126,12 @@ class GeminiGenerate(Protocol):
         """The error object as one SSE data line."""
         return f"data: {dumps(self._error(error)[1])}\r\n\r\n".encode()
 
+    def sse_keepalive_event(self) -> bytes:
+        """A blank line, a no-op to SSE parsers. Not a `: ping` comment: the reader in @google/genai
+        matches `data:` at the head of its buffer after whitespace, so a comment stalls it and Gemini
+        CLI throws the answer away; without anything the CLI gives up after 60 s without headers."""
+        return b"\r\n"
+
     def _candidate(self, request: Request, reply: Reply) -> dict[str, Any]:
         prompt, answer = quick_estimate(len(request.raw)), estimate_tokens(reply.text)
         return {

@@ -8,7 +8,9 @@ comma-separated list of directives:
   hold=NAME       after message_start, wait until the test calls release(NAME)
   hold_before=NAME  wait for release(NAME) before sending any response headers
   first_byte_after=S  send nothing for S seconds, as a server in a long prefill (an agent's first
-                  turn only: a request with tools and no tool result yet)
+                  turn only: a request with tools and no tool result yet, in any protocol)
+  comments_every=S  as llama-server: a streamed Anthropic answer's headers and an SSE comment at
+                  once, then a comment every S seconds during the waits above, then the answer
   status=N        answer with this HTTP status and an Anthropic-shaped error
   die_after=N     stream N deltas, then drop the connection (with die_when=NAME: once gate NAME opens)
   stall_after=N   stream N deltas, then go silent (connection kept open)
@@ -64,6 +66,14 @@ class FakeUpstream:
     tokenize_calls: int = 0
     _gates: dict[str, asyncio.Event] = field(default_factory=dict)
     started: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def _prefill(self, seen: Seen, d: dict[str, str]) -> None:
+        """The wait before an answer: hold_before's gate, then first_byte_after's seconds."""
+        if "hold_before" in d:
+            await self.gate(d["hold_before"]).wait()
+        first_turn = isinstance(seen.body, dict) and seen.body.get("tools") and not _has_tool_result(seen.body)
+        if "first_byte_after" in d and first_turn:
+            await asyncio.sleep(float(d["first_byte_after"]))  # the prefill being played, not a synchronisation
 
     def gate(self, name: str) -> asyncio.Event:
         """The event a `hold=NAME` request waits on."""
@@ -137,11 +147,27 @@ class FakeUpstream:
             self.in_flight -= 1
 
     async def _behave(self, request: web.Request, seen: Seen, d: dict[str, str]) -> web.StreamResponse:
-        if "hold_before" in d:
-            await self.gate(d["hold_before"]).wait()
-        first_turn = isinstance(seen.body, dict) and seen.body.get("tools") and _tool_result_text(seen.body) is None
-        if "first_byte_after" in d and first_turn:
-            await asyncio.sleep(float(d["first_byte_after"]))  # the prefill being played, not a synchronisation
+        prepared = None
+        if (
+            "comments_every" in d
+            and request.path == "/v1/messages"
+            and isinstance(seen.body, dict)
+            and seen.body.get("stream")
+        ):
+            # as llama-server: the stream's headers at once, then SSE comments while the prompt is read
+            prepared = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await prepared.prepare(request)
+            await prepared.write(b":\n\n")
+        prefill = asyncio.ensure_future(self._prefill(seen, d))
+        try:
+            while not prefill.done():
+                await asyncio.wait({prefill}, timeout=float(d["comments_every"]) if prepared else None)
+                if prepared and not prefill.done():
+                    await prepared.write(b":\n\n")
+        finally:
+            prefill.cancel()
+        if prepared and "status" in d:
+            raise ValueError("comments_every goes with a streamed answer, not with status=N")
         if "status" in d:
             status = int(d["status"])
             seen.outcome = "error"
@@ -173,8 +199,9 @@ class FakeUpstream:
                     model, d.get("say") or "".join(f"tok{i} " for i in range(events)), d.get("tool"), self.agent_command
                 )
             )
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
+        response = prepared or web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        if not prepared:
+            await response.prepare(request)
         start = _message(model, "", None, None)
         start.update(content=[], stop_reason=None)
         await response.write(_sse("message_start", {"type": "message_start", "message": start}))
@@ -429,6 +456,25 @@ def _directives(header: str) -> dict[str, str]:
 
 def _tool_input(command: str | None) -> dict[str, str]:
     return {"command": command or "echo hi", "description": "Run the command the test asked for"}
+
+
+def _has_tool_result(body: dict[str, Any]) -> bool:
+    """Whether an agent's request carries a tool's result yet, in any of the four protocols."""
+    if _tool_result_text(body) is not None:
+        return True
+    messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+    items = body.get("input") if isinstance(body.get("input"), list) else []
+    contents = body.get("contents") if isinstance(body.get("contents"), list) else []
+    return (
+        any(isinstance(m, dict) and m.get("role") == "tool" for m in messages)
+        or any(isinstance(i, dict) and i.get("type") == "function_call_output" for i in items)
+        or any(
+            isinstance(p, dict) and "functionResponse" in p
+            for c in contents
+            if isinstance(c, dict)
+            for p in c.get("parts") or []
+        )
+    )
 
 
 def _tool_result_text(body: dict[str, Any]) -> str | None:

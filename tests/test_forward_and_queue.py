@@ -372,3 +372,53 @@ async def test_a_slow_forwarded_request_logs_when_it_queues_waits_and_is_answere
     first_id = lines[0].split()[0]
     answered = [line for line in progress() if "answering" in line]
     assert answered[0].startswith(f"{first_id} upstream local answering: status 200 after "), progress()
+
+
+async def test_a_stream_whose_upstream_sends_only_comments_while_it_reads_gets_pings_and_progress_lines(
+    make_router, upstream, http, sdk, caplog
+):
+    """llama-server sends a stream's headers at once and only SSE comments (`:`) during the prefill:
+    the router still sends the protocol's own keep-alive events (Claude Code counts events, not
+    comments), and logs the request as waiting until its content starts."""
+    caplog.set_level("INFO", logger="ghost_router.progress")
+
+    def progress() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "ghost_router.progress"]
+
+    router = await make_router(KEEPALIVE, timeout="30s")
+    client = await http(router)
+    body = {"model": "m", "max_tokens": 5, "stream": True, "messages": user_message("long prompt")}
+    llama_style = {"x-test-upstream": "hold_before=prefill,comments_every=3600"}
+    waiting = await asyncio.wait_for(client.post("/v1/messages", json=body, headers=llama_style), 5)
+    assert waiting.status == 200 and waiting.content_type == "text/event-stream"
+    seen = b""
+    while b"event: ping" not in seen:  # the router's own keep-alive comes after the upstream's comment
+        seen += await waiting.content.readuntil(b"\n\n")
+    assert seen.startswith(b":\n\n") and seen.endswith(b'event: ping\ndata: {"type": "ping"}\n\n'), seen
+    while not any("still waiting for its answer" in line for line in progress()):
+        await asyncio.sleep(0.01)  # the line comes from a timer: wait for it (the test's timeout bounds it)
+    upstream.release("prefill")
+    rest = (await waiting.read()).decode()
+    assert "event: message_start" in rest and rest.rstrip().endswith('data: {"type": "message_stop"}')
+    assert any(" upstream local answering: status 200 after " in line for line in progress()), progress()
+    asyncio.get_running_loop().call_later(0.3, upstream.release, "prefill2")
+    async with sdk(router).messages.stream(
+        model="m", max_tokens=5, messages=user_message("sdk"), **behave("hold_before=prefill2,comments_every=0.05")
+    ) as s:
+        assert await s.get_final_text() == "tok0 tok1 tok2 ", "the SDK reads comments and pings before the message"
+    assert upstream.max_in_flight == 1
+
+
+async def test_a_client_that_leaves_while_its_upstream_sends_only_comments_frees_the_slot(make_router, upstream, http):
+    router = await make_router(KEEPALIVE, timeout="30s")
+    client = await http(router)
+    body = {"model": "m", "max_tokens": 5, "stream": True, "messages": user_message("long prompt")}
+    leaving = await client.post(
+        "/v1/messages", json=body, headers={"x-test-upstream": "hold_before=never,comments_every=3600"}
+    )
+    await leaving.content.readuntil(b"\n\n")
+    leaving.close()
+    while upstream.seen[0].outcome != "cancelled":  # the router closed its upstream connection
+        await asyncio.sleep(0.01)
+    after = await client.post("/v1/messages", json={**body, "stream": False, "messages": user_message("next")})
+    assert after.status == 200 and upstream.seen[-1].outcome == "done"

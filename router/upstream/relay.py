@@ -13,6 +13,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from router.answers import SSE_HEADERS, Head, Part, Trace
@@ -194,10 +195,13 @@ async def _exchange(
         raise UpstreamUnavailable(
             502, f"ghost-router: upstream '{upstream.name}' at {server.url} failed before answering: it {exc}."
         ) from None
-    finally:  # answered, failed, or the client left
+    except BaseException:  # failed, or the client left
         waiting.cancel()
+        raise
     server.health.mark_up()
-    waiting.answered(up.status)
+    if up.status >= 400 or not heartbeat.event:
+        waiting.cancel()
+        waiting.answered(up.status)
     complete = False
 
     async def next_chunk() -> bytes:
@@ -225,17 +229,70 @@ async def _exchange(
             if heartbeat.started:  # the stream's head went out already: an SSE error event
                 raise _error_from_body(up.status, first)
         yield Head(up.status, response_headers(up), up.reason)
-        chunk = first or await next_chunk()
+        if first:
+            chunk = first
+        elif heartbeat.event:
+            # llama-server sends a stream's headers at once and only SSE comments while it reads the
+            # prompt: the answer starts with its first content, and until then the client gets the
+            # protocol's keep-alive events, as while waiting for headers
+            heartbeat.started = True
+            chunk = b""
+            async for piece in _until_content(next_chunk, heartbeat):
+                if isinstance(piece, Content):
+                    chunk = piece.data
+                    break
+                yield piece
+            waiting.answered(up.status)
+        else:
+            chunk = await next_chunk()
         while chunk:
             yield chunk
             chunk = await next_chunk()
         complete = True
     finally:
+        waiting.cancel()
         trace.upstream_time = time.perf_counter() - started
         if complete:
             up.release()
         else:
             up.close()  # the server sees the request cancelled
+
+
+@dataclass(frozen=True)
+class Content:
+    """The first bytes of an answer's content (not SSE comments)."""
+
+    data: bytes
+
+
+async def _until_content(
+    next_chunk: Callable[[], Awaitable[bytes]], heartbeat: Heartbeat
+) -> AsyncIterator[Part | Content]:
+    """The upstream's SSE comment lines as they arrive, with HEARTBEAT's keep-alive events between them
+    every `keepalive`, then the first chunk with content (b"" if the body ends first) as Content."""
+    assert heartbeat.event is not None
+    at_line_start = True
+    while True:
+        task = asyncio.ensure_future(next_chunk())
+        try:
+            async for beat in heartbeat.until(task):
+                yield beat if at_line_start or not isinstance(beat, bytes) else b"\n" + beat
+                at_line_start = True
+        finally:
+            if not task.done():
+                task.cancel()
+        chunk = task.result()
+        if chunk and _only_sse_comments(chunk):
+            yield chunk
+            at_line_start = chunk.endswith(b"\n")
+            continue
+        yield Content(chunk)
+        return
+
+
+def _only_sse_comments(chunk: bytes) -> bool:
+    """Whether CHUNK holds nothing but SSE comment lines (`:...`) and blank lines."""
+    return all(not line.strip() or line.startswith(b":") for line in chunk.split(b"\n"))
 
 
 class _Announcement:
@@ -259,6 +316,7 @@ class _Announcement:
         )
 
     def answered(self, status: int) -> None:
+        self.timer.cancel()
         if self.said:
             progress.info(
                 "#%s upstream %s answering: status %d after %.1f s",
