@@ -327,7 +327,8 @@ def _samples(pattern: str, lo: int) -> list[str]:
     """Strings made for a simple regex (literals, classes, repeats, groups, alternation), none for other regexes."""
     try:
         tree = _regex_parser.parse(pattern)
-        return [_build(tree, extra) for extra in dict.fromkeys((0, 1, 2, 3, max(lo - 1, 0), lo))]
+        extras = dict.fromkeys((0, 1, 2, 3, *range(max(lo - 8, 0), lo + 1)))  # near lo: one may land on it
+        return [_build(tree, extra) for extra in extras]
     except (ValueError, LookupError, TypeError, AttributeError):  # a lookaround, a backreference: not made here
         return []
 
