@@ -58,9 +58,8 @@ def request_to_hub(body: dict[str, Any]) -> hub.Request:
             parts = _user_parts(message.get("content"), f"{where}.content")
             _append(messages, "user", parts, merge=bool(messages) and _only_results(messages[-1]))
         elif role == "tool":
-            result = hub.ToolResult(
-                str(message.get("tool_call_id", "")), _user_parts(message.get("content"), f"{where}.content")
-            )
+            content = _user_parts(message.get("content"), f"{where}.content")
+            result = hub.ToolResult(str(message.get("tool_call_id", "")), () if content == (hub.Text(""),) else content)
             _append(messages, "user", (result,), merge=bool(messages) and _only_results(messages[-1]))
         elif role == "assistant":
             messages.append(hub.Message("assistant", _assistant_parts(message)))
