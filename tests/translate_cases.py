@@ -265,3 +265,54 @@ def check_anthropic_stream(events: list[tuple[str, dict[str, Any]]]) -> None:
         elif data["type"] == "message_delta":
             assert not open_blocks
             assert "output_tokens" in data["usage"], "message_delta without usage"
+
+
+# -- llama-server's stream ---------------------------------------------------------------------
+
+
+def pieces(text: str, sizes: list[int]) -> list[str]:
+    """TEXT cut into pieces of the given SIZES (cycled), at least one."""
+    out, at, turn = [], 0, 0
+    while at < len(text) or not out:
+        size = max(1, sizes[turn % len(sizes)] if sizes else len(text))
+        out.append(text[at : at + size])
+        at, turn = at + size, turn + 1
+    return out
+
+
+def llama_chunks(answer: hub.Answer, sizes: list[int], calls_per_chunk: int = 1) -> list[dict[str, Any]]:
+    """ANSWER as llama-server streams it: a role chunk (content null), reasoning_content and content
+    deltas in pieces, each tool call's first fragment with index, id and name and its arguments
+    in pieces (CALLS_PER_CHUNK calls' fragments share a chunk), the finish_reason, then usage."""
+    deltas: list[dict[str, Any]] = [{"role": "assistant", "content": None}]
+    for part in answer.parts:
+        if isinstance(part, hub.Reasoning):
+            deltas += [{"reasoning_content": p} for p in pieces(part.text, sizes)]
+        elif isinstance(part, hub.Text):
+            deltas += [{"content": p} for p in pieces(part.text, sizes)]
+    calls = [p for p in answer.parts if isinstance(p, hub.ToolCall)]
+    fragments: list[dict[str, Any]] = []
+    for index, call in enumerate(calls):
+        fragments.append(
+            {"index": index, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}
+        )
+        fragments += [{"index": index, "function": {"arguments": p}} for p in pieces(call.arguments, sizes)]
+    for at in range(0, len(fragments), calls_per_chunk):
+        deltas.append({"tool_calls": fragments[at : at + calls_per_chunk]})
+    base = {"id": "chatcmpl-llama", "object": "chat.completion.chunk", "created": 1, "model": answer.model}
+    chunks = [{**base, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
+    finish = {"end": "stop", "max_tokens": "length", "tool_use": "tool_calls"}[answer.stop]
+    chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+    usage = {
+        "prompt_tokens": answer.usage.prompt_tokens,
+        "completion_tokens": answer.usage.output_tokens,
+        "total_tokens": answer.usage.prompt_tokens + answer.usage.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": answer.usage.cache_read_tokens},
+    }
+    chunks.append({**base, "choices": [], "usage": usage, "timings": {"prompt_n": 1, "predicted_n": 1}})
+    return chunks
+
+
+def sse_bytes(chunks: list[dict[str, Any]], done: bool = True) -> bytes:
+    """CHUNKS as `data:` lines, then `[DONE]`."""
+    return b"".join(f"data: {json.dumps(c)}\n\n".encode() for c in chunks) + (b"data: [DONE]\n\n" if done else b"")
