@@ -13,6 +13,14 @@ comma-separated list of directives:
   die_after=N     stream N deltas, then drop the connection (with die_when=NAME: once gate NAME opens)
   stall_after=N   stream N deltas, then go silent (connection kept open)
   tool=NAME       answer with a tool_use block calling NAME
+On /v1/chat/completions (llama-server's chunk shapes: a role chunk with null content, pieces of
+PIECE characters, tool call fragments by index, finish_reason, a usage chunk when asked):
+  say=TEXT        answer TEXT
+  reasoning=TEXT  reason TEXT first (reasoning_content deltas; with `think`, inside <think> tags)
+  calls=N         call N tools (tool0, tool1, ...), CALLS_PER_CHUNK fragments a chunk
+  snapshots       send each call's whole arguments so far instead of fragments
+  cached=N        report N cached prompt tokens
+  overflow        answer llama-server's context-size error
 """
 
 from __future__ import annotations
@@ -151,7 +159,7 @@ class FakeUpstream:
             )
         body = seen.body if isinstance(seen.body, dict) else {}
         if request.path == "/v1/chat/completions":
-            return await self._openai_chat(request, body)
+            return await self._openai_chat(request, body, d)
         if request.path == "/v1/responses":
             return await self._openai_responses(request, body)
         if request.path.startswith("/v1beta/models/"):
@@ -237,11 +245,14 @@ class FakeUpstream:
         await response.write_eof()
         return response
 
-    async def _openai_chat(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
-        """OpenAI chat completions: a tool call first when playing an agent, then the tool's output."""
+    async def _openai_chat(self, request: web.Request, body: dict[str, Any], d: dict[str, str]) -> web.StreamResponse:
+        """OpenAI chat completions in llama-server's chunk shapes: a tool call first when playing an
+        agent (then the tool's output), or what the directives ask for."""
+        if "overflow" in d:
+            return web.json_response(LLAMA_OVERFLOW, status=400)
         messages = body.get("messages") or []
         last = messages[-1] if messages else {}
-        tool_call = None
+        calls: list[dict[str, Any]] = []
         if self.agent_command and body.get("tools") and last.get("role") != "tool":
             name = next(
                 (
@@ -251,33 +262,39 @@ class FakeUpstream:
                 ),
                 body["tools"][0]["function"]["name"],
             )
-            tool_call = {
-                "index": 0,
-                "id": "call_test1",
-                "type": "function",
-                "function": {
-                    "name": name,
-                    "arguments": json.dumps(
-                        {"command": self.agent_command, "description": "Run the command the test asked for"}
-                    ),
-                },
-            }
-        text = (
-            ""
-            if tool_call
-            else (
-                f"The command printed: {str(last.get('content', '')).strip()}"
-                if last.get("role") == "tool"
-                else "tok0 tok1 tok2 "
+            arguments = {"command": self.agent_command, "description": "Run the command the test asked for"}
+            calls.append({"id": "call_test1", "name": name, "arguments": json.dumps(arguments)})
+        for i in range(int(d.get("calls", 0))):
+            calls.append(
+                {"id": f"call_{i}", "name": f"tool{i}", "arguments": json.dumps({"n": i, "path": f"f{i}.txt"})}
             )
-        )
-        finish = "tool_calls" if tool_call else "stop"
+        reasoning = d.get("reasoning", "")
+        if calls:
+            text = ""
+        elif "say" in d:
+            text = d["say"]
+        elif last.get("role") == "tool":
+            text = f"The command printed: {str(last.get('content', '')).strip()}"
+        else:
+            text = "tok0 tok1 tok2 "
+        if "think" in d:
+            text, reasoning = f"<think>{reasoning}</think>\n\n{text}", ""
+        finish = "tool_calls" if calls else "stop"
+        usage = {
+            "prompt_tokens": 5,
+            "completion_tokens": 3,
+            "total_tokens": 8,
+            "prompt_tokens_details": {"cached_tokens": int(d.get("cached", 0))},
+        }
         if not body.get("stream"):
-            message = {
-                "role": "assistant",
-                "content": text or None,
-                **({"tool_calls": [{k: v for k, v in tool_call.items() if k != "index"}]} if tool_call else {}),
-            }
+            message: dict[str, Any] = {"role": "assistant", "content": text or None}
+            if reasoning:
+                message["reasoning_content"] = reasoning
+            if calls:
+                message["tool_calls"] = [
+                    {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+                    for c in calls
+                ]
             return web.json_response(
                 {
                     "id": "chatcmpl-up",
@@ -285,38 +302,47 @@ class FakeUpstream:
                     "created": 0,
                     "model": body.get("model"),
                     "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-                    "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+                    "usage": usage,
                 }
             )
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
+        base = {"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": 0, "model": body.get("model")}
 
         async def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> None:
-            data = {
-                "id": "chatcmpl-up",
-                "object": "chat.completion.chunk",
-                "created": 0,
-                "model": body.get("model"),
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
-            }
+            data = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
             await response.write(f"data: {json.dumps(data)}\n\n".encode())
 
-        await chunk({"role": "assistant", "content": ""})
-        if tool_call:
-            await chunk({"tool_calls": [tool_call]})
-        else:
-            await chunk({"content": text})
+        size = int(d.get("piece", 4))
+        await chunk({"role": "assistant", "content": None})
+        if "hold" in d:
+            await self.gate(d["hold"]).wait()
+        for at in range(0, len(reasoning), size):
+            await chunk({"reasoning_content": reasoning[at : at + size]})
+        for number, at in enumerate(range(0, len(text), size)):
+            if "die_after" in d and number == int(d["die_after"]):
+                if "die_when" in d:
+                    await self.gate(d["die_when"]).wait()
+                assert request.transport is not None
+                request.transport.abort()
+                return response
+            await chunk({"content": text[at : at + size]})
+        fragments: list[dict[str, Any]] = []
+        for index, call in enumerate(calls):
+            head = {"name": call["name"], "arguments": ""}
+            fragments.append({"index": index, "id": call["id"], "type": "function", "function": head})
+            arguments = call["arguments"]
+            for at in range(0, len(arguments), size):
+                piece = arguments[: at + size] if "snapshots" in d else arguments[at : at + size]
+                fragments.append({"index": index, "function": {"arguments": piece}})
+        per_chunk = int(d.get("calls_per_chunk", 1))
+        for at in range(0, len(fragments), per_chunk):
+            await chunk({"tool_calls": fragments[at : at + per_chunk]})
         await chunk({}, finish)
         if (body.get("stream_options") or {}).get("include_usage"):
-            usage = {
-                "id": "chatcmpl-up",
-                "object": "chat.completion.chunk",
-                "created": 0,
-                "model": body.get("model"),
-                "choices": [],
-                "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
-            }
-            await response.write(f"data: {json.dumps(usage)}\n\n".encode())
+            timings = {"prompt_n": 5, "predicted_n": 3}
+            last_chunk = {**base, "choices": [], "usage": usage, "timings": timings}
+            await response.write(f"data: {json.dumps(last_chunk)}\n\n".encode())
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
@@ -420,6 +446,17 @@ class FakeUpstream:
         await response.write(f"data: {json.dumps(reply)}\r\n\r\n".encode())
         await response.write_eof()
         return response
+
+
+LLAMA_OVERFLOW = {
+    "error": {
+        "code": 400,
+        "message": "request (40021 tokens) exceeds the available context size (32768 tokens), try increasing it",
+        "type": "exceed_context_size_error",
+        "n_prompt_tokens": 40021,
+        "n_ctx": 32768,
+    }
+}
 
 
 def _directives(header: str) -> dict[str, str]:

@@ -41,6 +41,7 @@ class UpstreamConfig:
     headers: tuple[tuple[str, str], ...] = ()
     forward_client_auth: bool = False
     context_errors: bool = True  # turn the server's context-overflow error into the client's own
+    api: str | None = None  # the API the server speaks; None: whatever each client speaks (no translation)
     edits: BodyEdits = BodyEdits()  # what this server needs: its model name, folded system messages, dropped fields
 
     @property

@@ -1,0 +1,110 @@
+"""The APIs by name, and translating one request, answer or stream from one API to another
+through the hub. Pure: bytes and dicts in, bytes and dicts out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from router.jsonutil import dumps_bytes, loads
+from router.translate import anthropic, hub, openai_chat
+
+#: every value an upstream's `api:` may take
+API_NAMES = ("anthropic", "openai-chat", "openai-responses", "gemini")
+
+
+class Decoder(Protocol):
+    """An API's stream to hub events."""
+
+    def feed(self, chunk: bytes) -> list[hub.Event]: ...
+
+    def close(self) -> list[hub.Event]: ...
+
+
+class Encoder(Protocol):
+    """Hub events to an API's stream."""
+
+    def encode(self, events: list[hub.Event]) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Api:
+    """What translation needs of one API."""
+
+    name: str
+    path: str  # where its model turns are posted
+    request_to_hub: Callable[[dict[str, Any]], hub.Request]
+    request_from_hub: Callable[[hub.Request], dict[str, Any]]
+    answer_to_hub: Callable[[dict[str, Any]], hub.Answer]
+    answer_from_hub: Callable[[hub.Answer], dict[str, Any]]
+    decoder: Callable[[], Decoder]
+    encoder: Callable[[bool], Encoder]  # argument: whether the client asked for usage in the stream
+
+
+APIS = {
+    "anthropic": Api(
+        "anthropic",
+        "/v1/messages",
+        anthropic.request_to_hub,
+        anthropic.request_from_hub,
+        anthropic.answer_to_hub,
+        anthropic.answer_from_hub,
+        anthropic.StreamDecoder,
+        lambda usage: anthropic.StreamEncoder(),
+    ),
+    "openai-chat": Api(
+        "openai-chat",
+        "/v1/chat/completions",
+        openai_chat.request_to_hub,
+        openai_chat.request_from_hub,
+        openai_chat.answer_to_hub,
+        openai_chat.answer_from_hub,
+        openai_chat.StreamDecoder,
+        lambda usage: openai_chat.StreamEncoder(include_usage=usage),
+    ),
+}
+
+
+def translatable(client: str, upstream: str) -> bool:
+    """Whether requests of API CLIENT can be translated for an upstream speaking UPSTREAM."""
+    return client in APIS and upstream in APIS
+
+
+def translate_request(client: str, upstream: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A request BODY of API CLIENT in API UPSTREAM's shape; raises BadRequest for a shape it cannot read."""
+    return APIS[upstream].request_from_hub(APIS[client].request_to_hub(body))
+
+
+def translate_answer(upstream: str, client: str, raw: bytes) -> bytes:
+    """A whole answer of API UPSTREAM in API CLIENT's shape; raises ValueError when RAW is not one."""
+    answer = loads(raw)
+    if not isinstance(answer, dict):
+        raise ValueError("the answer is not a JSON object")
+    return dumps_bytes(APIS[client].answer_from_hub(APIS[upstream].answer_to_hub(answer)))
+
+
+class StreamTranslator:
+    """An UPSTREAM stream turned into a CLIENT stream as its bytes arrive."""
+
+    def __init__(self, upstream: str, client: str, client_wants_usage: bool = True) -> None:
+        self._decoder = APIS[upstream].decoder()
+        self._encoder = APIS[client].encoder(client_wants_usage)
+
+    def feed(self, chunk: bytes) -> bytes:
+        """The client's bytes for CHUNK of the upstream's (often none until an event completes)."""
+        return self._encoder.encode(self._decoder.feed(chunk))
+
+    def close(self) -> bytes:
+        """The client's last bytes when the upstream's stream ends."""
+        return self._encoder.encode(self._decoder.close())
+
+
+def whole_answer_as_stream(upstream: str, client: str, raw: bytes, client_wants_usage: bool = True) -> bytes:
+    """A whole answer of API UPSTREAM as the CLIENT stream that carries it (for a server that
+    answered in one piece although asked for a stream); raises ValueError when RAW is not one."""
+    answer = loads(raw)
+    if not isinstance(answer, dict):
+        raise ValueError("the answer is not a JSON object")
+    events = hub.events_of(APIS[upstream].answer_to_hub(answer))
+    return APIS[client].encoder(client_wants_usage).encode(events)
