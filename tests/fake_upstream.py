@@ -21,6 +21,8 @@ PIECE characters, tool call fragments by index, finish_reason, a usage chunk whe
   snapshots       send each call's whole arguments so far instead of fragments
   cached=N        report N cached prompt tokens
   overflow        answer llama-server's context-size error
+  whole           answer in one piece even when asked for a stream
+  always_stream   stream even when asked for one piece
 """
 
 from __future__ import annotations
@@ -286,7 +288,8 @@ class FakeUpstream:
             "total_tokens": 8,
             "prompt_tokens_details": {"cached_tokens": int(d.get("cached", 0))},
         }
-        if not body.get("stream"):
+        whole = "whole" in d or (not body.get("stream") and "always_stream" not in d)
+        if whole:
             message: dict[str, Any] = {"role": "assistant", "content": text or None}
             if reasoning:
                 message["reasoning_content"] = reasoning

@@ -29,6 +29,9 @@ rules:
   - name: count-tokens
     match: {{path: /v1/messages/count_tokens, header: {{x-count: local}}}}
     action: {{estimate: {{}}}}
+  - name: title
+    match: {{system: "You are naming a coding session"}}
+    action: {{fake: {{title_from_prompt: true}}}}
   - name: main
     match: {{}}
     action: {{forward: {{upstream: local}}}}
@@ -78,6 +81,69 @@ async def test_a_whole_answer_crosses_both_ways(router, upstream, sdk):
     assert (message.usage.input_tokens, message.usage.output_tokens) == (5, 3)
 
 
+async def test_ghosts_never_reach_the_upstream_and_stay_in_the_clients_api(router, upstream, sdk):
+    message = await sdk(router).messages.create(
+        model="m",
+        max_tokens=10,
+        system="You are naming a coding session. Answer with a title.",
+        messages=[{"role": "user", "content": "fix the parser"}],
+    )
+    assert message.content[0].type == "text" and message.stop_reason == "end_turn"
+    assert upstream.seen == []
+
+
+def sse_events(body: bytes) -> list[tuple[str, dict[str, Any]]]:
+    """The (event, data) pairs of an Anthropic stream."""
+    return [
+        (block.split("\n")[0][len("event: ") :], json.loads(block.split("\n")[1][len("data: ") :]))
+        for block in body.decode().split("\n\n")
+        if block.startswith("event:")
+    ]
+
+
+async def test_a_stream_that_waited_for_its_first_byte_is_still_translated(make_router, upstream, http):
+    """Keep-alive pings go out before the upstream answers (in the client's API), then the
+    translated events; the whole stream keeps Anthropic's contract."""
+    router = await make_router(RULES.replace("api: {api}", "api: {api}\n    keepalive: 0.01"), api="openai-chat")
+    raw = await http(router)
+    response = await raw.post(
+        "/v1/messages",
+        json={"model": "m", "max_tokens": 10, "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+        headers={"x-test-upstream": "hold_before=first"},
+    )
+    assert response.status == 200
+    first = await response.content.readuntil(b"\n\n")
+    assert first == b'event: ping\ndata: {"type": "ping"}\n\n'
+    upstream.release("first")
+    events = sse_events(first + await response.read())
+    check_anthropic_stream(events)
+    assert (
+        "".join(e["delta"].get("text", "") for name, e in events if name == "content_block_delta") == "tok0 tok1 tok2 "
+    )
+
+
+async def test_a_server_that_answers_whole_when_asked_to_stream_still_gives_a_valid_stream(router, upstream, sdk):
+    """The streaming fallback: a whole answer becomes the events that carry it, each block started."""
+    async with sdk(router).messages.stream(
+        model="m",
+        max_tokens=100,
+        tools=TOOLS,
+        messages=[{"role": "user", "content": "look"}],
+        **directives("whole,reasoning=Hmm,calls=2"),
+    ) as stream:
+        message = await stream.get_final_message()
+    assert [block.type for block in message.content] == ["thinking", "tool_use", "tool_use"]
+    assert message.content[2].input == {"n": 1, "path": "f1.txt"}
+
+
+async def test_a_server_that_streams_when_asked_for_one_piece_still_gives_a_whole_answer(router, upstream, sdk):
+    message = await sdk(router).messages.create(
+        model="m", max_tokens=100, messages=[{"role": "user", "content": "hi"}], **directives("always_stream,piece=2")
+    )
+    assert message.content[0].text == "tok0 tok1 tok2 "
+    assert message.usage.output_tokens == 0  # not asked for usage in a stream: the server sent none
+
+
 async def test_a_stream_with_reasoning_and_several_tool_calls_in_one_chunk(router, upstream, http):
     raw = await http(router)
     response = await raw.post(
@@ -93,12 +159,7 @@ async def test_a_stream_with_reasoning_and_several_tool_calls_in_one_chunk(route
     )
     assert response.status == 200
     assert response.headers["Content-Type"].startswith("text/event-stream")
-    body = await response.read()
-    events = [
-        (block.split("\n")[0][len("event: ") :], json.loads(block.split("\n")[1][len("data: ") :]))
-        for block in body.decode().split("\n\n")
-        if block.startswith("event:")
-    ]
+    events = sse_events(await response.read())
     check_anthropic_stream(events)
     assert upstream.seen[0].body["stream_options"] == {"include_usage": True}
     assert upstream.seen[0].body["tools"][0] == {

@@ -241,7 +241,8 @@ def answers(draw: st.DrawFn, signatures: bool = True) -> hub.Answer:
 
 def check_anthropic_stream(events: list[tuple[str, dict[str, Any]]]) -> None:
     """Fail unless EVENTS keep the contract Claude Code and the SDK rely on."""
-    kinds = [data["type"] for _, data in events if data["type"] != "ping"]
+    events = [(name, data) for name, data in events if data["type"] != "ping"]
+    kinds = [data["type"] for _, data in events]
     assert kinds[0] == "message_start", kinds
     assert "usage" in events[0][1]["message"], "message_start without usage"
     assert kinds[-2:] == ["message_delta", "message_stop"], kinds

@@ -340,7 +340,6 @@ class StreamDecoder:
         self._reader = EventReader()
         self._usage = hub.Usage()
         self._finish: hub.Finish | None = None
-        self._kinds: dict[int, str] = {}
 
     def feed(self, chunk: bytes) -> list[hub.Event]:
         """The events CHUNK completes."""

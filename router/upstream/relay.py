@@ -13,6 +13,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from typing import Any
 
 from router.answers import SSE_HEADERS, Head, Part, Trace
@@ -237,8 +238,9 @@ async def _exchange(
             if heartbeat.started or translation:  # an SSE error event, or an error in the client's shape
                 raise _error_from_body(up.status, first, keep_type=not translation)
         if translation:
-            async for part in translation.answer(up.status, _content_type(up), first, next_chunk):
-                yield part
+            async with aclosing(translation.answer(up.status, _content_type(up), first, next_chunk)) as parts:
+                async for part in parts:
+                    yield part
             complete = True
             return
         yield Head(up.status, response_headers(up), up.reason)
