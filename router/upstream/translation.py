@@ -5,7 +5,7 @@ and fits it into the relay."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from router.answers import JSON_CONTENT, SSE_HEADERS, Head
@@ -66,7 +66,7 @@ class Translation:
 
     async def answer(
         self, status: int, content_type: str, first: bytes, next_chunk: Callable[[], Awaitable[bytes]]
-    ) -> AsyncIterator[Head | bytes]:
+    ) -> AsyncGenerator[Head | bytes, None]:
         """The upstream's successful answer (FIRST, then NEXT_CHUNK until b"") in the client's API."""
         streamed = content_type.startswith("text/event-stream")
         yield Head(status, SSE_HEADERS if self.stream else JSON_CONTENT)
