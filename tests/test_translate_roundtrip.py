@@ -10,9 +10,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from router.errors import BadRequest
 from router.translate import anthropic as A
 from router.translate import hub
 from router.translate import openai_chat as O
+from router.translate.apis import translate_request
 from tests.translate_cases import (
     answers,
     anthropic_loosened,
@@ -21,6 +23,14 @@ from tests.translate_cases import (
     openai_requests,
 )
 
+KEYS = [
+    "model", "messages", "role", "content", "type", "text", "system", "tools", "tool_choice", "name", "input",
+    "id", "tool_use_id", "tool_call_id", "tool_calls", "function", "arguments", "source", "image_url", "url",
+    "data", "media_type", "thinking", "signature", "reasoning_content", "stop", "stop_sequences", "max_tokens",
+    "output_config", "format", "schema", "response_format", "json_schema", "stream", "input_schema", "parameters",
+    "is_error", "index", "budget_tokens", "disable_parallel_tool_use", "user", "assistant", "tool", "image",
+    "tool_use", "tool_result", "base64", "redacted_thinking", "json_object", "enabled", "developer", "auto", "any",
+]  # fmt: skip
 settings.register_profile("translate", max_examples=60, deadline=None)
 settings.load_profile("translate")
 
@@ -141,3 +151,28 @@ def test_openai_stream_becomes_an_anthropic_stream_of_the_same_answer(answer: hu
     streamed = A.answer_from_hub(hub.assemble(_decode(A.StreamDecoder(), [client])))
     whole = A.answer_from_hub(O.answer_to_hub(O.answer_from_hub(answer)))
     assert streamed == {**whole, "id": streamed["id"]}
+
+
+anything = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5) | st.sampled_from(KEYS),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(KEYS), inner, max_size=5),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=500)
+@given(
+    st.sampled_from(["anthropic", "openai-chat"]),
+    st.fixed_dictionaries({"messages": st.lists(st.dictionaries(st.sampled_from(KEYS), anything, max_size=5))}),
+    st.dictionaries(st.sampled_from(KEYS), anything, max_size=6),
+)
+def test_any_body_is_translated_or_refused_as_a_bad_request(
+    api: str, messages: dict[str, Any], rest: dict[str, Any]
+) -> None:
+    """Whatever a client sends, translating it gives a request or a BadRequest, never a crash."""
+    body = {**rest, **messages} if "messages" not in rest or rest["messages"] is None else rest
+    for target in ("anthropic", "openai-chat"):
+        try:
+            translate_request(api, target, body)
+        except BadRequest:
+            pass

@@ -14,6 +14,7 @@ from router.errors import BadRequest
 from router.jsonutil import dumps, loads
 from router.protocols.anthropic import ERROR_TYPES, error_type_for
 from router.translate import hub
+from router.translate.fields import array, strings
 from router.translate.sse import EventReader, encode
 
 STOP_TO_HUB: dict[str, hub.StopReason] = {
@@ -49,7 +50,7 @@ def request_to_hub(body: dict[str, Any]) -> hub.Request:
     """A Messages API request body as a hub Request; raises BadRequest for a shape it cannot read."""
     system = _system(body.get("system"))
     messages: list[hub.Message] = []
-    for index, message in enumerate(_list(body.get("messages"), "messages")):
+    for index, message in enumerate(array(body.get("messages"), "messages")):
         role = message.get("role") if isinstance(message, dict) else None
         if role not in ("user", "assistant", "system"):
             raise BadRequest(f"messages.{index}.role: expected user or assistant")
@@ -65,14 +66,14 @@ def request_to_hub(body: dict[str, Any]) -> hub.Request:
         model=str(body.get("model", "")),
         messages=tuple(messages),
         system=system,
-        tools=tuple(_tool(tool) for tool in _list(body.get("tools") or [], "tools") if _is_custom(tool)),
+        tools=tuple(_tool(tool) for tool in array(body.get("tools") or [], "tools") if _is_custom(tool)),
         tool_choice=_tool_choice(body.get("tool_choice")),
         parallel_tool_calls=_parallel(body.get("tool_choice")),
         max_tokens=body.get("max_tokens"),
         temperature=body.get("temperature"),
         top_p=body.get("top_p"),
         top_k=body.get("top_k"),
-        stop=tuple(body.get("stop_sequences") or ()),
+        stop=strings(body.get("stop_sequences"), "stop_sequences"),
         response_format=hub.ResponseFormat(fmt.get("schema")) if isinstance(fmt, dict) else None,
         reasoning_budget=thinking.get("budget_tokens")
         if isinstance(thinking, dict) and thinking.get("type") == "enabled"
@@ -199,7 +200,7 @@ def _content(content: Any, where: str) -> tuple[hub.Part, ...]:
         return (hub.Text(content),)
     return tuple(
         part
-        for index, block in enumerate(_list(content, where))
+        for index, block in enumerate(array(content, where))
         if (part := _block_to_hub(block, f"{where}.{index}")) is not None
     )
 
@@ -230,12 +231,6 @@ def _block_to_hub(block: Any, where: str) -> hub.Part | None:
     if kind == "redacted_thinking":
         return hub.Reasoning("", redacted=str(block.get("data", "")))
     return None  # documents, server tool blocks: nothing another API could take
-
-
-def _list(value: Any, where: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise BadRequest(f"{where}: expected an array")
-    return value
 
 
 def _is_custom(tool: Any) -> bool:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from router.errors import BadRequest
 from router.jsonutil import dumps_bytes, loads
 from router.translate import anthropic, hub, openai_chat
 
@@ -73,7 +74,12 @@ def translatable(client: str, upstream: str) -> bool:
 
 def translate_request(client: str, upstream: str, body: dict[str, Any]) -> dict[str, Any]:
     """A request BODY of API CLIENT in API UPSTREAM's shape; raises BadRequest for a shape it cannot read."""
-    return APIS[upstream].request_from_hub(APIS[client].request_to_hub(body))
+    try:
+        return APIS[upstream].request_from_hub(APIS[client].request_to_hub(body))
+    except (TypeError, AttributeError, KeyError, ValueError) as exc:  # a field of a type no API allows
+        raise BadRequest(
+            f"the request cannot be translated to {upstream} ({type(exc).__name__}: {exc}); check its fields' types"
+        ) from None
 
 
 def translate_answer(upstream: str, client: str, raw: bytes) -> bytes:

@@ -15,6 +15,7 @@ from typing import Any
 from router.errors import BadRequest
 from router.jsonutil import dumps, loads
 from router.translate import hub
+from router.translate.fields import array, strings
 from router.translate.sse import EventReader, encode
 
 STOP_TO_HUB: dict[str, hub.StopReason] = {
@@ -43,7 +44,7 @@ def request_to_hub(body: dict[str, Any]) -> hub.Request:
     """A chat completions request body as a hub Request; raises BadRequest for a shape it cannot read."""
     system: list[hub.Text] = []
     messages: list[hub.Message] = []
-    for index, message in enumerate(_list(body.get("messages"), "messages")):
+    for index, message in enumerate(array(body.get("messages"), "messages")):
         if not isinstance(message, dict):
             raise BadRequest(f"messages[{index}]: expected an object")
         role = message.get("role")
@@ -71,14 +72,14 @@ def request_to_hub(body: dict[str, Any]) -> hub.Request:
         model=str(body.get("model", "")),
         messages=tuple(messages),
         system=tuple(system),
-        tools=tuple(_tool(tool) for tool in _list(body.get("tools") or [], "tools") if _is_function(tool)),
+        tools=tuple(_tool(tool) for tool in array(body.get("tools") or [], "tools") if _is_function(tool)),
         tool_choice=_tool_choice(body.get("tool_choice")),
         parallel_tool_calls=body.get("parallel_tool_calls"),
         max_tokens=limit,
         temperature=body.get("temperature"),
         top_p=body.get("top_p"),
         top_k=body.get("top_k"),
-        stop=(stop,) if isinstance(stop, str) else tuple(stop or ()),
+        stop=strings(stop, "stop"),
         response_format=_response_format(body.get("response_format")),
         reasoning_effort=body.get("reasoning_effort"),
         stream=body.get("stream") is True,
@@ -103,7 +104,7 @@ def _user_parts(content: Any, where: str) -> tuple[Any, ...]:
     if isinstance(content, str):
         return (hub.Text(content),)
     parts: list[hub.Text | hub.Image] = []
-    for index, part in enumerate(_list(content, where)):
+    for index, part in enumerate(array(content, where)):
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text":
             parts.append(hub.Text(str(part.get("text", ""))))
@@ -151,12 +152,6 @@ def _text_of(content: Any) -> str:
     if isinstance(content, list):
         return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
     return ""
-
-
-def _list(value: Any, where: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise BadRequest(f"{where}: expected an array")
-    return value
 
 
 def _is_function(tool: Any) -> bool:
