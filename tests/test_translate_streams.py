@@ -18,6 +18,12 @@ from router.translate import hub
 from router.translate import openai_chat as O
 from tests.translate_cases import answers, check_anthropic_stream, llama_chunks, sse_bytes
 
+STREAM_WORDS = [
+    "id", "model", "choices", "index", "delta", "role", "content", "reasoning_content", "tool_calls", "function",
+    "name", "arguments", "finish_reason", "usage", "prompt_tokens", "error", "message", "type", "message_start",
+    "content_block_start", "content_block", "content_block_delta", "text_delta", "input_json_delta", "partial_json",
+    "content_block_stop", "message_delta", "stop_reason", "message_stop", "text", "tool_use", "thinking", "input",
+]  # fmt: skip
 BASE = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "qwen"}
 
 
@@ -343,3 +349,64 @@ async def test_openai_sdk_reads_a_translated_whole_answer(aiohttp_server):
         completion = await client.chat.completions.create(model="claude", messages=[{"role": "user", "content": "ls"}])
     assert completion.choices[0].message.tool_calls[1].function.name == "Read"
     assert completion.usage.prompt_tokens_details.cached_tokens == 64
+
+
+chunk_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 3) | st.text(max_size=4) | st.sampled_from(STREAM_WORDS),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(STREAM_WORDS), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+openai_chunks = st.fixed_dictionaries(
+    {},
+    optional={
+        "choices": st.lists(
+            st.fixed_dictionaries(
+                {"index": st.just(0) | chunk_values},
+                optional={
+                    "delta": st.dictionaries(st.sampled_from(STREAM_WORDS), chunk_values, max_size=4)
+                    | st.fixed_dictionaries(
+                        {},
+                        optional={
+                            "content": chunk_values,
+                            "reasoning_content": chunk_values,
+                            "tool_calls": st.lists(
+                                st.dictionaries(st.sampled_from(["index", "id", "function"]), chunk_values), max_size=3
+                            )
+                            | chunk_values,
+                        },
+                    ),
+                    "finish_reason": chunk_values,
+                },
+            ),
+            max_size=2,
+        )
+        | chunk_values,
+        "usage": st.dictionaries(st.sampled_from(["prompt_tokens", "completion_tokens"]), chunk_values) | chunk_values,
+        "error": chunk_values,
+    },
+)
+anthropic_events_any = st.fixed_dictionaries(
+    {"type": st.sampled_from(STREAM_WORDS[18:])},
+    optional={
+        "index": st.just(0) | chunk_values,
+        "message": chunk_values,
+        "content_block": chunk_values,
+        "delta": st.dictionaries(st.sampled_from(STREAM_WORDS), chunk_values, max_size=3) | chunk_values,
+        "usage": chunk_values,
+        "error": chunk_values,
+    },
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(openai_chunks | anthropic_events_any | chunk_values, max_size=6))
+def test_any_upstream_stream_is_translated_or_ends_in_an_error_event(chunks):
+    """Whatever an upstream streams, each decoder gives hub events the encoders can write (ending
+    in an error event when the stream makes no sense), never an exception."""
+    data = b"".join(f"data: {json.dumps(c)}\n\n".encode() for c in chunks)
+    for decoder in (O.StreamDecoder(), A.StreamDecoder()):
+        events = decoder.feed(data) + decoder.close()
+        A.StreamEncoder().encode(events)
+        O.StreamEncoder().encode(events)

@@ -338,11 +338,18 @@ class StreamDecoder:
 
     def feed(self, chunk: bytes) -> list[hub.Event]:
         """The events CHUNK completes."""
-        return [event for item in self._reader.feed(chunk) for event in self._decode(item.data)]
+        return [event for item in self._reader.feed(chunk) for event in self._read(item.data)]
 
     def close(self) -> list[hub.Event]:
         """The events left when the upstream's stream ends."""
-        return [event for item in self._reader.close() for event in self._decode(item.data)]
+        return [event for item in self._reader.close() for event in self._read(item.data)]
+
+    def _read(self, data: str) -> list[hub.Event]:
+        """The events of one upstream event; a Failure for one whose fields have the wrong types."""
+        try:
+            return self._decode(data)
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:
+            return [hub.Failure(502, f"the upstream sent an event that cannot be read ({exc}): {data[:200]}")]
 
     def _decode(self, data: str) -> list[hub.Event]:
         try:

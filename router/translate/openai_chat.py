@@ -488,11 +488,11 @@ class StreamDecoder:
 
     def feed(self, chunk: bytes) -> list[hub.Event]:
         """The events CHUNK completes."""
-        return [event for item in self._reader.feed(chunk) for event in self._decode(item.data)]
+        return [event for item in self._reader.feed(chunk) for event in self._read(item.data)]
 
     def close(self) -> list[hub.Event]:
         """The events left at the end of the upstream's stream: the open part's end and Finish."""
-        events = [event for item in self._reader.close() for event in self._decode(item.data)]
+        events = [event for item in self._reader.close() for event in self._read(item.data)]
         return events + self._finish()
 
     def _finish(self) -> list[hub.Event]:
@@ -504,6 +504,13 @@ class StreamDecoder:
             return [*events, hub.Failure(502, "the upstream's stream ended before its finish_reason")]
         stop = "tool_use" if self._stop == "end" and self._saw_call else self._stop
         return [*self._start({}), *events, hub.Finish(stop, self._usage)]
+
+    def _read(self, data: str) -> list[hub.Event]:
+        """The events of one upstream event; a Failure for one whose fields have the wrong types."""
+        try:
+            return self._decode(data)
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:
+            return [hub.Failure(502, f"the upstream sent an event that cannot be read ({exc}): {data[:200]}")]
 
     def _decode(self, data: str) -> list[hub.Event]:
         if self._done:
