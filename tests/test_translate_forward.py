@@ -14,9 +14,10 @@ import openai
 import pytest
 
 from router.app import build_app
-from router.config import parse_config
+from router.config import Overrides, embedded_rules_text, parse_config
 from router.errors import RulesError
 from router.plugins import builtin_registry, load_plugins
+from tests import claude_code_shapes as cc
 from tests.translate_cases import check_anthropic_stream
 
 RULES = """
@@ -357,3 +358,42 @@ async def test_an_openai_client_gets_an_anthropic_upstreams_stream_with_tool_cal
     ]
     assert completion.choices[0].finish_reason == "tool_calls"
     assert upstream.seen[0].body["stream"] is True
+
+
+# -- Claude Code's own turns, through the default rules -----------------------------------------
+
+
+@pytest.mark.parametrize("fold", [False, True])
+async def test_claude_codes_turn_reaches_an_openai_chat_server_whole(aiohttp_server, upstream, sdk, fold):
+    """The default rules with `api: openai-chat`: Claude Code's main turn (billing block dropped by
+    the rules, its environment system message folded when asked) arrives as one OpenAI chat
+    request; thinking settings, context management and metadata have no counterpart and stay behind."""
+
+    def edit(text: str) -> str:
+        text = text.replace("    max_concurrency: 1 ", "    api: openai-chat\n    max_concurrency: 1 ")
+        return text.replace("fold_system_messages: false", f"fold_system_messages: {str(fold).lower()}")
+
+    config = parse_config(
+        edit(embedded_rules_text()), "default", builtin_registry(), Overrides(upstream_url=upstream.url)
+    )
+    router = await aiohttp_server(build_app(config))
+    body = cc.main_turn("list the files here")
+    core = {k: body[k] for k in ("model", "max_tokens", "messages")}
+    extra = {k: v for k, v in body.items() if k not in core and k != "stream"}
+    async with sdk(router).messages.stream(
+        **core, extra_body=extra, extra_headers={**cc.headers(), "x-test-upstream": "reasoning=Plan,say=Here"}
+    ) as stream:
+        message = await stream.get_final_message()
+    assert [(b.type, getattr(b, "thinking", None) or getattr(b, "text", None)) for b in message.content] == [
+        ("thinking", "Plan"),
+        ("text", "Here"),
+    ]
+    sent = upstream.seen[0].body
+    assert upstream.seen[0].path == "/v1/chat/completions"
+    assert sent["model"] == "local-model"
+    assert set(sent) == {"model", "messages", "tools", "max_tokens", "reasoning_effort", "stream", "stream_options"}
+    assert sent["messages"][0]["role"] == "system"
+    assert sent["messages"][0]["content"].startswith("You are Claude Code")
+    assert [m["role"] for m in sent["messages"]] == (["system", "user"] if fold else ["system", "user", "system"])
+    assert "Primary working directory" in json.dumps(sent["messages"][1:])
+    assert len(sent["tools"]) == 12 and all(set(t) == {"type", "function"} for t in sent["tools"])

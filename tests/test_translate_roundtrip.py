@@ -54,10 +54,10 @@ def test_openai_request_survives_the_hub(body: dict[str, Any]) -> None:
 def test_anthropic_request_through_openai_keeps_what_openai_can_carry(body: dict[str, Any]) -> None:
     """Anthropic -> hub -> OpenAI -> hub: the conversation is the same, minus what OpenAI has no
     field for (signatures, redacted reasoning, error flags; images of tool results move to a
-    user turn after them)."""
+    user turn after them; the system blocks become one system message)."""
     request = A.request_to_hub(body)
     back = O.request_to_hub(O.request_from_hub(request))
-    assert back.system == request.system
+    assert back.system == ((hub.Text("\n\n".join(t.text for t in request.system)),) if request.system else ())
     assert back.tools == request.tools
     assert (back.max_tokens, back.temperature, back.top_p, back.top_k, back.stop) == (
         request.max_tokens,

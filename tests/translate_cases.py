@@ -111,7 +111,13 @@ def anthropic_requests(draw: st.DrawFn) -> dict[str, Any]:
         top_p=draw(optional(st.floats(0, 1))),
         top_k=draw(optional(st.integers(1, 100))),
         stop_sequences=draw(optional(st.lists(words, min_size=1, max_size=3))),
-        output_config=draw(optional(st.builds(lambda s: {"format": {"type": "json_schema", "schema": s}}, schemas))),
+        output_config=draw(
+            optional(
+                st.builds(lambda s: {"format": {"type": "json_schema", "schema": s}}, schemas)
+                | st.builds(lambda e: {"effort": e}, st.sampled_from(["low", "medium", "high"]))
+                | st.builds(lambda s: {"format": {"type": "json_schema", "schema": s}, "effort": "high"}, schemas)
+            )
+        ),
         thinking=draw(optional(st.builds(lambda b: {"type": "enabled", "budget_tokens": b}, st.integers(1024, 32000)))),
         stream=draw(st.none() | st.just(True)),
     )
@@ -195,8 +201,9 @@ def openai_requests(draw: st.DrawFn) -> dict[str, Any]:
     )
     return without_none(
         model=draw(names),
-        messages=draw(st.lists(o_system, max_size=2))
-        + draw(st.lists(o_user | o_assistant() | o_tool | o_system, min_size=1, max_size=7)),
+        messages=draw(st.lists(o_system, max_size=1))
+        + [draw(o_user)]
+        + draw(st.lists(o_user | o_assistant() | o_tool | o_system, max_size=6)),
         tools=draw(optional(st.lists(o_function, min_size=1, max_size=3))),
         tool_choice=draw(
             optional(

@@ -60,8 +60,8 @@ def request_to_hub(body: dict[str, Any]) -> hub.Request:
         else:
             messages.append(hub.Message(role, parts))
     thinking = body.get("thinking")
-    fmt = body.get("output_config", {}).get("format") if isinstance(body.get("output_config"), dict) else None
-    fmt = fmt or body.get("output_format")
+    output: dict[str, Any] = body["output_config"] if isinstance(body.get("output_config"), dict) else {}
+    fmt = output.get("format") or body.get("output_format")
     return hub.Request(
         model=str(body.get("model", "")),
         messages=tuple(messages),
@@ -75,6 +75,7 @@ def request_to_hub(body: dict[str, Any]) -> hub.Request:
         top_k=body.get("top_k"),
         stop=strings(body.get("stop_sequences"), "stop_sequences"),
         response_format=hub.ResponseFormat(fmt.get("schema")) if isinstance(fmt, dict) else None,
+        reasoning_effort=output.get("effort"),
         reasoning_budget=thinking.get("budget_tokens")
         if isinstance(thinking, dict) and thinking.get("type") == "enabled"
         else None,
@@ -113,6 +114,8 @@ def request_from_hub(request: hub.Request) -> dict[str, Any]:
     if request.response_format:
         schema = request.response_format.schema or {"type": "object"}
         body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
+    if request.reasoning_effort is not None:
+        body["output_config"] = {**body.get("output_config", {}), "effort": request.reasoning_effort}
     if request.reasoning_budget is not None:
         body["thinking"] = {"type": "enabled", "budget_tokens": request.reasoning_budget}
     if request.stream:

@@ -190,8 +190,11 @@ def _response_format(fmt: Any) -> hub.ResponseFormat | None:
 
 
 def request_from_hub(request: hub.Request) -> dict[str, Any]:
-    """A hub Request as a chat completions request body (usage asked for when it streams)."""
-    messages: list[dict[str, Any]] = [{"role": "system", "content": part.text} for part in request.system]
+    """A hub Request as a chat completions request body (usage asked for when it streams). The
+    system texts become one system message: strict chat templates refuse a second one."""
+    messages: list[dict[str, Any]] = []
+    if request.system:
+        messages.append({"role": "system", "content": "\n\n".join(part.text for part in request.system)})
     for message in request.messages:
         messages.extend(_messages_from_hub(message))
     body: dict[str, Any] = {"model": request.model, "messages": messages}
