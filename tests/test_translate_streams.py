@@ -231,6 +231,16 @@ def test_a_tool_call_whose_name_comes_in_a_later_fragment_starts_when_it_is_know
     assert message["content"][0] | {"id": "c1"} == {"type": "tool_use", "id": "c1", "name": "Read", "input": {"x": 2}}
 
 
+def test_tool_call_fragments_without_an_index_follow_the_latest_call():
+    fragments = [
+        chunk({"tool_calls": [{"id": "c1", "function": {"name": "f", "arguments": '{"a"'}}]}),
+        chunk({"tool_calls": [{"function": {"arguments": ":1}"}}]}),
+        chunk({"tool_calls": [{"id": "c2", "function": {"name": "g", "arguments": "{}"}}]}),
+    ]
+    message = final_message(to_anthropic(sse_bytes([*fragments, chunk({}, "tool_calls")])))
+    assert [(b["id"], b["input"]) for b in message["content"]] == [("c1", {"a": 1}), ("c2", {})]
+
+
 def test_tool_call_ids_the_client_would_refuse_are_made_safe_the_same_way_both_ways():
     data = sse_bytes(
         [

@@ -396,7 +396,8 @@ class StreamDecoder:
                 events.append(hub.ArgumentsDelta(index, dumps(block["input"])))
             return events
         if kind in ("thinking", "redacted_thinking"):
-            return [hub.PartStart(index, "reasoning")]
+            reasoning: list[hub.Event] = [hub.PartStart(index, "reasoning")]
+            return reasoning + ([hub.TextDelta(index, block["thinking"])] if block.get("thinking") else [])
         start: list[hub.Event] = [hub.PartStart(index, "text")]
         return start + ([hub.TextDelta(index, block["text"])] if block.get("text") else [])
 

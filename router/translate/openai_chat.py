@@ -590,9 +590,8 @@ class StreamDecoder:
     def _tool_fragment(self, fragment: dict[str, Any]) -> list[hub.Event]:
         self._saw_call = True
         position = fragment.get("index")
-        position = (
-            position if isinstance(position, int) else len(self._calls) - (1 if fragment.get("id") is None else 0)
-        )
+        if not isinstance(position, int):  # no index: a new call when it has an id, else the latest
+            position = len(self._calls) if fragment.get("id") or not self._calls else list(self._calls)[-1]
         function = fragment.get("function") or {}
         call = self._calls.get(position)
         if call is None:
