@@ -4,7 +4,9 @@ or for a slow prompt's first byte, so clients that give up on silent connections
 
 An unreachable server is 502 naming its URL, no answer within idle_timeout is 504, an upstream
 that dies mid-stream ends the stream with an SSE error event, and the upstream's own 4xx/5xx
-passes through unchanged (a context overflow becomes the client protocol's own error).
+passes through unchanged (a context overflow becomes the client protocol's own error). When the
+upstream speaks another API (`api:`), router.upstream.translation carries the request there and
+the answer back, errors in the client's shape.
 """
 
 from __future__ import annotations
