@@ -16,6 +16,7 @@ import pytest
 from router.app import build_app
 from router.config import Overrides, embedded_rules_text, parse_config
 from router.errors import RulesError
+from router.offline import describe_table
 from router.plugins import builtin_registry, load_plugins
 from tests import claude_code_shapes as cc
 from tests.translate_cases import check_anthropic_stream
@@ -302,6 +303,17 @@ async def test_the_same_api_is_forwarded_as_it_is(make_router, upstream, sdk):
     message = await client.messages.create(model="m", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
     assert upstream.seen[0].path == "/v1/messages"
     assert message.content[0].text == "tok0 tok1 tok2 "
+
+
+async def test_check_and_status_name_the_api(router, http):
+    config = parse_config(
+        textwrap.dedent(RULES).format(upstream="http://127.0.0.1:9", api="openai-chat"),
+        "rules.yaml",
+        builtin_registry(),
+    )
+    assert "upstream local (default): http://127.0.0.1:9 api=openai-chat max_concurrency=1" in describe_table(config)[1]
+    status = await (await (await http(router)).get("/_router/status")).json()
+    assert status["upstreams"]["local"]["api"] == "openai-chat"
 
 
 def test_api_takes_only_the_four_apis():

@@ -196,6 +196,7 @@ class UpstreamPool:
             down = [s for s in up.servers if s.health.down]
             status[name] = {
                 "url": up.urls,
+                "api": up.config.api,
                 "max_concurrency": up.gate.max_concurrency,
                 "in_flight": up.gate.in_flight,
                 "queued": up.gate.queued,
