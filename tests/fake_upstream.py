@@ -71,6 +71,8 @@ class FakeUpstream:
     last_event_sent: dict[int, float] = field(default_factory=dict)
     #: play a coding agent's model: with tools, call this shell command, then report its output
     agent_command: str | None = None
+    #: on /v1/chat/completions, reason this first (reasoning_content), as a thinking model does
+    agent_reasoning: str = ""
     tokenize_calls: int = 0
     _gates: dict[str, asyncio.Event] = field(default_factory=dict)
     started: asyncio.Event = field(default_factory=asyncio.Event)
@@ -169,7 +171,8 @@ class FakeUpstream:
         if self.agent_command and body.get("tools") and "tool" not in d:
             result = _tool_result_text(body)
             if result is None:
-                d = {**d, "tool": "Bash"}
+                names = [t.get("name") for t in body["tools"] if isinstance(t, dict)]
+                d = {**d, "tool": next((n for n in ("Bash", "bash", "shell") if n in names), "Bash")}
             else:
                 d = {**d, "say": f"The command printed: {result.strip()}"}
         events = int(d.get("events", 3))
@@ -270,7 +273,7 @@ class FakeUpstream:
             calls.append(
                 {"id": f"call_{i}", "name": f"tool{i}", "arguments": json.dumps({"n": i, "path": f"f{i}.txt"})}
             )
-        reasoning = d.get("reasoning", "")
+        reasoning = d.get("reasoning", self.agent_reasoning)
         if calls:
             text = ""
         elif "say" in d:
