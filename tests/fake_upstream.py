@@ -73,6 +73,8 @@ class FakeUpstream:
     agent_command: str | None = None
     #: on /v1/chat/completions, reason this first (reasoning_content), as a thinking model does
     agent_reasoning: str = ""
+    #: ... inside <think> tags in the text instead (llama-server with --reasoning-format none)
+    agent_think: bool = False
     tokenize_calls: int = 0
     _gates: dict[str, asyncio.Event] = field(default_factory=dict)
     started: asyncio.Event = field(default_factory=asyncio.Event)
@@ -282,7 +284,7 @@ class FakeUpstream:
             text = f"The command printed: {str(last.get('content', '')).strip()}"
         else:
             text = "tok0 tok1 tok2 "
-        if "think" in d:
+        if "think" in d or (self.agent_think and reasoning):
             text, reasoning = f"<think>{reasoning}</think>\n\n{text}", ""
         finish = "tool_calls" if calls else "stop"
         usage = {

@@ -8,6 +8,8 @@ import asyncio
 import json
 import os
 
+import pytest
+
 from router.app import build_app
 from router.config import Overrides, embedded_rules_text, parse_config
 from router.plugins import builtin_registry
@@ -20,11 +22,13 @@ def with_api(api: str):
     return lambda text: text.replace("    max_concurrency: 1 ", f"    api: {api}\n    max_concurrency: 1 ", 1)
 
 
+@pytest.mark.parametrize("think_tags", [False, True], ids=["reasoning_content", "think-tags"])
 async def test_real_claude_code_completes_a_tool_turn_through_an_openai_chat_upstream(
-    aiohttp_server, agent_upstream, tmp_path, caplog
+    aiohttp_server, agent_upstream, tmp_path, caplog, think_tags
 ):
     binary = client_binary("claude-2.1.332", "claude")
     agent_upstream.agent_reasoning = "The user wants a command run; I will use Bash."
+    agent_upstream.agent_think = think_tags
     config = parse_config(
         with_api("openai-chat")(embedded_rules_text()),
         "default",
@@ -41,9 +45,10 @@ async def test_real_claude_code_completes_a_tool_turn_through_an_openai_chat_ups
     calls = [c["id"] for m in last if m["role"] == "assistant" for c in m.get("tool_calls") or []]
     results = [m for m in last if m["role"] == "tool"]
     assert results and results[-1]["tool_call_id"] in calls and MARKER in json.dumps(results[-1]["content"])
-    assert any(m.get("reasoning_content") for m in last if m["role"] == "assistant"), (
-        "Claude Code kept the thinking block and sent it back"
-    )
+    assert [m.get("reasoning_content") for m in last if m["role"] == "assistant"][
+        0
+    ] == agent_upstream.agent_reasoning, "Claude Code kept the thinking block and sent it back"
+    assert all("<think>" not in json.dumps(m.get("content")) for m in last), "no <think> text leaked into answers"
     decisions = [r.getMessage() for r in caplog.records if r.name == "ghost_router"]
     assert all("status=200" in line for line in decisions), decisions
 
