@@ -176,3 +176,37 @@ def test_any_body_is_translated_or_refused_as_a_bad_request(
             translate_request(api, target, body)
         except BadRequest:
             pass
+
+
+@given(openai_requests())
+def test_openai_request_through_anthropic_keeps_the_conversation(body: dict[str, Any]) -> None:
+    """OpenAI chat -> hub -> Anthropic -> hub: the conversation is the same (a system message in
+    the middle joins the user turn beside it, as Anthropic has no such message)."""
+    request = O.request_to_hub(body)
+    back = A.request_to_hub(A.request_from_hub(request))
+    assert back.system[: len(request.system)] == request.system
+    assert back.tools == request.tools
+    assert (back.max_tokens, back.temperature, back.top_p, back.top_k, back.stop) == (
+        request.max_tokens or 4096,
+        request.temperature,
+        request.top_p,
+        request.top_k,
+        request.stop,
+    )
+    assert [(c.id, c.name) for c in _all(back, hub.ToolCall)] == [(c.id, c.name) for c in _all(request, hub.ToolCall)]
+    assert _results(back) == _results(request)
+    expected = [f for f in _flow(request) if f[0] != "system"]
+    moved = [text for role, text in _flow(request) if role == "system"]  # now in a user turn...
+    for part in back.system[len(request.system) :]:  # ...or, with no user turn after it, in the system prompt
+        moved.remove(part.text)
+    actual = []
+    for role, text in _flow(back):
+        if role == "user" and text in moved:
+            moved.remove(text)
+        else:
+            actual.append((role, text))
+    assert actual == expected
+
+
+def _all(request: hub.Request, kind: type) -> list[Any]:
+    return [p for m in request.messages for p in m.parts if isinstance(p, kind)]

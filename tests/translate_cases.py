@@ -169,7 +169,7 @@ def o_assistant(draw: st.DrawFn) -> dict[str, Any]:
 
 o_user = st.builds(lambda content: {"role": "user", "content": content}, o_content)
 o_tool = st.builds(lambda i, content: {"role": "tool", "tool_call_id": i, "content": content}, ids, o_texts)
-o_system = st.builds(lambda text: {"role": "system", "content": text}, words)
+o_system = st.builds(lambda text: {"role": "system", "content": f"(system) {text}"}, words)
 o_function = st.builds(
     lambda name, description, schema: {
         "type": "function",
