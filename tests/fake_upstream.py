@@ -13,6 +13,7 @@ comma-separated list of directives:
   die_after=N     stream N deltas, then drop the connection (with die_when=NAME: once gate NAME opens)
   stall_after=N   stream N deltas, then go silent (connection kept open)
   tool=NAME       answer with a tool_use block calling NAME
+  overflow        answer llama-server's context-size error (on every path)
 On /v1/chat/completions (llama-server's chunk shapes: a role chunk with null content, pieces of
 PIECE characters, tool call fragments by index, finish_reason, a usage chunk when asked):
   say=TEXT        answer TEXT
@@ -20,7 +21,6 @@ PIECE characters, tool call fragments by index, finish_reason, a usage chunk whe
   calls=N         call N tools (tool0, tool1, ...), CALLS_PER_CHUNK fragments a chunk
   snapshots       send each call's whole arguments so far instead of fragments
   cached=N        report N cached prompt tokens
-  overflow        answer llama-server's context-size error
   whole           answer in one piece even when asked for a stream
   always_stream   stream even when asked for one piece
 """
@@ -164,6 +164,9 @@ class FakeUpstream:
                 status=status,
             )
         body = seen.body if isinstance(seen.body, dict) else {}
+        if "overflow" in d:  # llama-server answers it on every API it serves
+            seen.outcome = "error"
+            return web.json_response(LLAMA_OVERFLOW, status=400)
         if request.path == "/v1/chat/completions":
             return await self._openai_chat(request, body, d)
         if request.path == "/v1/responses":
@@ -255,8 +258,6 @@ class FakeUpstream:
     async def _openai_chat(self, request: web.Request, body: dict[str, Any], d: dict[str, str]) -> web.StreamResponse:
         """OpenAI chat completions in llama-server's chunk shapes: a tool call first when playing an
         agent (then the tool's output), or what the directives ask for."""
-        if "overflow" in d:
-            return web.json_response(LLAMA_OVERFLOW, status=400)
         messages = body.get("messages") or []
         last = messages[-1] if messages else {}
         calls: list[dict[str, Any]] = []

@@ -409,3 +409,28 @@ async def test_claude_codes_turn_reaches_an_openai_chat_server_whole(aiohttp_ser
     assert [m["role"] for m in sent["messages"]] == (["system", "user"] if fold else ["system", "user", "system"])
     assert "Primary working directory" in json.dumps(sent["messages"][1:])
     assert len(sent["tools"]) == 12 and all(set(t) == {"type", "function"} for t in sent["tools"])
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_openai_client_gets_a_context_overflow_it_compacts_on(openai_router, upstream, stream):
+    """OpenCode compacts on the server's own words ("exceeds the available context size"): they
+    reach it in the OpenAI error shape from an Anthropic upstream too."""
+    async with openai_client(openai_router) as client:
+        with pytest.raises(openai.BadRequestError) as caught:
+            await client.chat.completions.create(
+                model="m",
+                messages=[{"role": "user", "content": "hi"}],
+                stream=stream,
+                extra_headers={"x-test-upstream": "overflow"},
+            )
+    assert "exceeds the available context size" in caught.value.body["message"]
+    assert caught.value.body["type"] == "invalid_request_error"
+
+
+async def test_an_openai_client_gets_an_anthropic_upstreams_error_in_its_shape(openai_router, upstream):
+    async with openai_client(openai_router) as client:
+        with pytest.raises(openai.InternalServerError) as caught:
+            await client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "hi"}], extra_headers={"x-test-upstream": "status=500"}
+            )
+    assert caught.value.body == {"message": "upstream error 500", "type": "server_error", "param": None, "code": None}
