@@ -146,6 +146,20 @@ async def test_a_server_that_streams_when_asked_for_one_piece_still_gives_a_whol
     assert message.usage.output_tokens == 0  # not asked for usage in a stream: the server sent none
 
 
+async def test_a_translated_stream_reaches_the_client_before_the_upstream_has_finished(router, upstream, http):
+    raw = await http(router)
+    response = await raw.post(
+        "/v1/messages",
+        json={"model": "m", "max_tokens": 10, "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+        headers={"x-test-upstream": "hold=rest"},
+    )
+    first = await response.content.readuntil(b"\n\n")
+    assert first.startswith(b"event: message_start\n")
+    assert upstream.seen[0].outcome == "running"
+    upstream.release("rest")
+    check_anthropic_stream(sse_events(first + await response.read()))
+
+
 async def test_a_stream_with_reasoning_and_several_tool_calls_in_one_chunk(router, upstream, http):
     raw = await http(router)
     response = await raw.post(
