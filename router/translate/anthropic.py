@@ -38,9 +38,9 @@ _NOT_IN_ID = re.compile(r"[^a-zA-Z0-9_-]")
 
 
 def tool_id(call_id: str) -> str:
-    """A tool call id Anthropic accepts (letters, digits, _ and -): the same for the same id, so a
-    call and its result still match; a fresh one for none."""
-    return _NOT_IN_ID.sub("_", call_id) if call_id else f"toolu_{secrets.token_hex(12)}"
+    """A tool call id Anthropic accepts (letters, digits, _ and -), the same for the same id, so a
+    call and its result still match after translation."""
+    return _NOT_IN_ID.sub("_", call_id) if call_id else "toolu_missing"
 
 
 # -- requests ----------------------------------------------------------------------------------
