@@ -14,6 +14,7 @@ comma-separated list of directives:
   stall_after=N   stream N deltas, then go silent (connection kept open)
   tool=NAME       answer with a tool_use block calling NAME
   overflow        answer llama-server's context-size error (on every path)
+  garbage         answer 200 with an HTML page
 On /v1/chat/completions (llama-server's chunk shapes: a role chunk with null content, pieces of
 PIECE characters, tool call fragments by index, finish_reason, a usage chunk when asked):
   say=TEXT        answer TEXT
@@ -164,6 +165,8 @@ class FakeUpstream:
                 status=status,
             )
         body = seen.body if isinstance(seen.body, dict) else {}
+        if "garbage" in d:  # a server that is not what the rules say it is
+            return web.Response(text="<html>a web page</html>", content_type="text/html")
         if "overflow" in d:  # llama-server answers it on every API it serves
             seen.outcome = "error"
             return web.json_response(LLAMA_OVERFLOW, status=400)

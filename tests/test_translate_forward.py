@@ -295,6 +295,21 @@ async def test_an_upstream_that_dies_mid_stream_ends_the_stream_with_an_error_ev
     assert "in the middle of the response" in str(caught.value)
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_answer_that_is_not_the_upstreams_api_is_a_502_naming_the_setting(router, upstream, sdk, stream):
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        await sdk(router).messages.create(
+            model="m",
+            max_tokens=10,
+            messages=[{"role": "user", "content": "hi"}],
+            stream=stream,
+            **directives("garbage"),
+        )
+    assert caught.value.status_code == 502
+    assert "is not an answer in the openai-chat API" in caught.value.body["error"]["message"]
+    assert "`api:` setting" in caught.value.body["error"]["message"]
+
+
 async def test_count_tokens_cannot_cross_and_says_what_to_do(router, upstream, sdk):
     client = sdk(router)
     with pytest.raises(anthropic.BadRequestError) as caught:

@@ -82,12 +82,23 @@ def translate_request(client: str, upstream: str, body: dict[str, Any]) -> dict[
         ) from None
 
 
-def translate_answer(upstream: str, client: str, raw: bytes) -> bytes:
-    """A whole answer of API UPSTREAM in API CLIENT's shape; raises ValueError when RAW is not one."""
+def answer_of(api: str, raw: bytes, streamed: bool) -> hub.Answer:
+    """The answer RAW holds: a whole answer of API, or (STREAMED) its complete stream; raises
+    ValueError or StreamError when RAW is neither."""
+    if streamed:
+        decoder = APIS[api].decoder()
+        return hub.assemble(decoder.feed(raw) + decoder.close())
     answer = loads(raw)
     if not isinstance(answer, dict):
         raise ValueError("the answer is not a JSON object")
-    return dumps_bytes(APIS[client].answer_from_hub(APIS[upstream].answer_to_hub(answer)))
+    return APIS[api].answer_to_hub(answer)
+
+
+def render_answer(api: str, answer: hub.Answer, stream: bool, wants_usage: bool = True) -> bytes:
+    """ANSWER as API writes it: a whole answer, or the complete stream that carries it."""
+    if stream:
+        return APIS[api].encoder(wants_usage).encode(hub.events_of(answer))
+    return dumps_bytes(APIS[api].answer_from_hub(answer))
 
 
 class StreamTranslator:
@@ -104,13 +115,3 @@ class StreamTranslator:
     def close(self) -> bytes:
         """The client's last bytes when the upstream's stream ends."""
         return self._encoder.encode(self._decoder.close())
-
-
-def whole_answer_as_stream(upstream: str, client: str, raw: bytes, client_wants_usage: bool = True) -> bytes:
-    """A whole answer of API UPSTREAM as the CLIENT stream that carries it (for a server that
-    answered in one piece although asked for a stream); raises ValueError when RAW is not one."""
-    answer = loads(raw)
-    if not isinstance(answer, dict):
-        raise ValueError("the answer is not a JSON object")
-    events = hub.events_of(APIS[upstream].answer_to_hub(answer))
-    return APIS[client].encoder(client_wants_usage).encode(events)

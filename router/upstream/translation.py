@@ -13,9 +13,7 @@ from router.edits import Edits
 from router.errors import RouterError
 from router.jsonutil import dumps_bytes
 from router.protocols.base import Request
-from router.translate import hub
-from router.translate.apis import APIS, StreamTranslator, translatable, translate_answer, translate_request
-from router.translate.apis import whole_answer_as_stream as stream_of_whole
+from router.translate.apis import APIS, StreamTranslator, answer_of, render_answer, translatable, translate_request
 from router.translate.hub import StreamError
 from router.upstream.pool import Upstream
 
@@ -69,8 +67,8 @@ class Translation:
     ) -> AsyncGenerator[Head | bytes, None]:
         """The upstream's successful answer (FIRST, then NEXT_CHUNK until b"") in the client's API."""
         streamed = content_type.startswith("text/event-stream")
-        yield Head(status, SSE_HEADERS if self.stream else JSON_CONTENT)
         if streamed and self.stream:
+            yield Head(status, SSE_HEADERS)
             translator = StreamTranslator(self.upstream, self.client, self.client_wants_usage)
             chunk = first or await next_chunk()
             while chunk:
@@ -80,30 +78,20 @@ class Translation:
             yield translator.close()
             return
         raw = first + b"".join([chunk async for chunk in _rest(next_chunk)])
-        try:
-            if streamed:  # asked for a whole answer, got a stream: gather it
-                raw = _whole_of_stream(self.upstream, raw)
-            if self.stream:
-                yield stream_of_whole(self.upstream, self.client, raw, self.client_wants_usage)
-            else:
-                yield translate_answer(self.upstream, self.client, raw)
+        try:  # a whole answer, or a stream where one was asked for (or the other way round)
+            answer = answer_of(self.upstream, raw, streamed)
         except (ValueError, TypeError, KeyError, AttributeError, StreamError) as exc:
             raise UntranslatableAnswer(
-                f"ghost-router: upstream '{self.upstream_name}' (api: {self.upstream}) answered something that "
-                f"is not a {self.upstream} answer ({exc}); check the upstream's `api:` setting."
+                f"ghost-router: upstream '{self.upstream_name}' answered something that is not an answer in "
+                f"the {self.upstream} API ({exc}); check the upstream's `api:` setting."
             ) from None
+        yield Head(status, SSE_HEADERS if self.stream else JSON_CONTENT)
+        yield render_answer(self.client, answer, self.stream, self.client_wants_usage)
 
 
 async def _rest(next_chunk: Callable[[], Awaitable[bytes]]) -> AsyncIterator[bytes]:
     while chunk := await next_chunk():
         yield chunk
-
-
-def _whole_of_stream(api: str, stream: bytes) -> bytes:
-    """The whole answer a complete stream of API adds up to."""
-    decoder = APIS[api].decoder()
-    answer = hub.assemble(decoder.feed(stream) + decoder.close())
-    return dumps_bytes(APIS[api].answer_from_hub(answer))
 
 
 def plan(request: Request, upstream: Upstream) -> Translation | None:
