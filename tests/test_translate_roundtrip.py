@@ -187,7 +187,7 @@ def test_openai_request_through_anthropic_keeps_the_conversation(body: dict[str,
     assert back.system[: len(request.system)] == request.system
     assert back.tools == request.tools
     assert (back.max_tokens, back.temperature, back.top_p, back.top_k, back.stop) == (
-        request.max_tokens or 4096,
+        request.max_tokens or A.DEFAULT_MAX_TOKENS,
         request.temperature,
         request.top_p,
         request.top_k,

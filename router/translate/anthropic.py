@@ -34,6 +34,7 @@ STOP_FROM_HUB = {
     "refusal": "refusal",
     "pause": "pause_turn",
 }
+DEFAULT_MAX_TOKENS = 4096  # Anthropic requires an output limit; an OpenAI chat client may give none
 _NOT_IN_ID = re.compile(r"[^a-zA-Z0-9_-]")
 
 
@@ -85,7 +86,7 @@ def request_to_hub(body: dict[str, Any]) -> hub.Request:
 
 def request_from_hub(request: hub.Request) -> dict[str, Any]:
     """A hub Request as a Messages API request body."""
-    body: dict[str, Any] = {"model": request.model, "max_tokens": request.max_tokens or 4096}
+    body: dict[str, Any] = {"model": request.model, "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS}
     if request.system:
         body["system"] = [{"type": "text", "text": part.text} for part in request.system]
     body["messages"] = _messages_from_hub(request.messages, body)
