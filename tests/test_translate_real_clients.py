@@ -1,6 +1,7 @@
 """The real CLIs through a translating upstream: Claude Code to a server that speaks only OpenAI
 chat (llama-server's chunk shapes, with reasoning), OpenCode to one that speaks only Anthropic.
-Each turn completes only if the client ran the tool and sent its result back through the router."""
+Each turn completes only if the client ran the tool and sent its result back through the router.
+And a real llama-server's own OpenAI chat answers, translated for the anthropic SDK."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from router.config import Overrides, embedded_rules_text, parse_config
 from router.plugins import builtin_registry
 from tests.clients import client_binary
 from tests.test_claude_code_cli import MARKER, run_claude
+from tests.test_llama_server import llama  # noqa: F401 (the fixture)
 
 
 def with_api(api: str):
@@ -98,3 +100,25 @@ async def test_real_opencode_run_completes_a_tool_turn_through_an_anthropic_upst
         block.get("type") == "tool_result" and MARKER in json.dumps(block.get("content"))
         for block in seen[-1].body["messages"][-1]["content"]
     )
+
+
+async def test_real_llama_server_answers_the_anthropic_sdk_through_openai_chat(aiohttp_server, llama, sdk):  # noqa: F811
+    """llama-server's own /v1/chat/completions chunks (a null-content role chunk, one token per
+    chunk, finish_reason, then a usage chunk with timings) reach the SDK as a valid Anthropic
+    stream and message."""
+    config = parse_config(
+        with_api("openai-chat")(embedded_rules_text()),
+        "default",
+        builtin_registry(),
+        Overrides(upstream_url=llama.url, model="smollm2"),
+    )
+    client = sdk(await aiohttp_server(build_app(config)))
+    messages = [{"role": "user", "content": "Say hi."}]
+    async with client.messages.stream(model="m", max_tokens=8, messages=messages) as stream:
+        streamed = await stream.get_final_message()
+    whole = await client.messages.create(model="m", max_tokens=8, messages=messages)
+    for message in (streamed, whole):
+        assert [block.type for block in message.content] == ["text"] and message.content[0].text
+        assert message.stop_reason in ("end_turn", "max_tokens")
+        assert message.usage.input_tokens + (message.usage.cache_read_input_tokens or 0) > 0
+        assert 0 < message.usage.output_tokens <= 8
