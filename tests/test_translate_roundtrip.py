@@ -12,8 +12,10 @@ from hypothesis import strategies as st
 
 from router.errors import BadRequest
 from router.translate import anthropic as A
+from router.translate import anthropic_stream as AS
 from router.translate import hub
 from router.translate import openai_chat as O
+from router.translate import openai_chat_stream as OS
 from router.translate.apis import translate_request
 from tests.translate_cases import (
     answers,
@@ -136,19 +138,19 @@ def _anthropic_events(data: bytes) -> list[tuple[str, dict[str, Any]]]:
 
 @given(answers(), st.lists(st.integers(0, 10_000), max_size=12))
 def test_anthropic_stream_adds_up_to_the_answer(answer: hub.Answer, cuts: list[int]) -> None:
-    data = A.StreamEncoder().encode(hub.events_of(answer))
+    data = AS.StreamEncoder().encode(hub.events_of(answer))
     check_anthropic_stream(_anthropic_events(data))
-    assembled = hub.assemble(_decode(A.StreamDecoder(), _split(data, cuts)))
+    assembled = hub.assemble(_decode(AS.StreamDecoder(), _split(data, cuts)))
     assert A.answer_from_hub(assembled) == {**A.answer_from_hub(answer), "id": A.answer_from_hub(assembled)["id"]}
 
 
 @given(answers(signatures=False), st.lists(st.integers(0, 10_000), max_size=12))
 def test_openai_stream_becomes_an_anthropic_stream_of_the_same_answer(answer: hub.Answer, cuts: list[int]) -> None:
     """An OpenAI stream cut anywhere, translated to Anthropic's, adds up to the non-streamed translation."""
-    upstream = O.StreamEncoder(answer.model).encode(hub.events_of(answer))
-    client = A.StreamEncoder().encode(_decode(O.StreamDecoder(), _split(upstream, cuts)))
+    upstream = OS.StreamEncoder(answer.model).encode(hub.events_of(answer))
+    client = AS.StreamEncoder().encode(_decode(OS.StreamDecoder(), _split(upstream, cuts)))
     check_anthropic_stream(_anthropic_events(client))
-    streamed = A.answer_from_hub(hub.assemble(_decode(A.StreamDecoder(), [client])))
+    streamed = A.answer_from_hub(hub.assemble(_decode(AS.StreamDecoder(), [client])))
     whole = A.answer_from_hub(O.answer_to_hub(O.answer_from_hub(answer)))
     assert streamed == {**whole, "id": streamed["id"]}
 

@@ -14,8 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from router.translate import anthropic as A
+from router.translate import anthropic_stream as AS
 from router.translate import hub
 from router.translate import openai_chat as O
+from router.translate import openai_chat_stream as OS
 from tests.translate_cases import answers, check_anthropic_stream, llama_chunks, sse_bytes
 
 STREAM_WORDS = [
@@ -40,7 +42,7 @@ def usage_chunk(prompt: int = 7, completion: int = 3, cached: int = 0) -> dict[s
 
 def to_anthropic(data: bytes, piece: int = 0) -> bytes:
     """An OpenAI chat stream translated to Anthropic's, fed in pieces of PIECE bytes (0: whole)."""
-    decoder, encoder = O.StreamDecoder(), A.StreamEncoder("qwen")
+    decoder, encoder = OS.StreamDecoder(), AS.StreamEncoder("qwen")
     size = piece or len(data) or 1
     out = b"".join(encoder.encode(decoder.feed(data[at : at + size])) for at in range(0, len(data), size))
     return out + encoder.encode(decoder.close())
@@ -59,7 +61,7 @@ def anthropic_events(data: bytes) -> list[tuple[str, dict[str, Any]]]:
 def final_message(data: bytes) -> dict[str, Any]:
     """What an Anthropic stream adds up to, checked against the stream contract on the way."""
     check_anthropic_stream(anthropic_events(data))
-    return A.answer_from_hub(hub.assemble(A.StreamDecoder().feed(data)))
+    return A.answer_from_hub(hub.assemble(AS.StreamDecoder().feed(data)))
 
 
 # -- the failures of other proxies -------------------------------------------------------------
@@ -333,8 +335,8 @@ async def test_anthropic_sdk_reads_a_translated_whole_answer(aiohttp_server):
 
 async def test_openai_sdk_accumulates_a_translated_anthropic_stream(aiohttp_server):
     """The other direction: an Anthropic upstream's stream as chat completion chunks."""
-    upstream = A.StreamEncoder("claude").encode(hub.events_of(RICH))
-    decoder, encoder = A.StreamDecoder(), O.StreamEncoder("claude")
+    upstream = AS.StreamEncoder("claude").encode(hub.events_of(RICH))
+    decoder, encoder = AS.StreamDecoder(), OS.StreamEncoder("claude")
     data = encoder.encode(decoder.feed(upstream)) + encoder.encode(decoder.close())
     url = await serve(aiohttp_server, "/v1/chat/completions", data, "text/event-stream")
     async with openai.AsyncOpenAI(base_url=url.rstrip("/") + "/v1", api_key="test", max_retries=0) as client:
@@ -416,7 +418,7 @@ def test_any_upstream_stream_is_translated_or_ends_in_an_error_event(chunks):
     """Whatever an upstream streams, each decoder gives hub events the encoders can write (ending
     in an error event when the stream makes no sense), never an exception."""
     data = b"".join(f"data: {json.dumps(c)}\n\n".encode() for c in chunks)
-    for decoder in (O.StreamDecoder(), A.StreamDecoder()):
+    for decoder in (OS.StreamDecoder(), AS.StreamDecoder()):
         events = decoder.feed(data) + decoder.close()
-        A.StreamEncoder().encode(events)
-        O.StreamEncoder().encode(events)
+        AS.StreamEncoder().encode(events)
+        OS.StreamEncoder().encode(events)

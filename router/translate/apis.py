@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from router.errors import BadRequest
 from router.jsonutil import dumps_bytes, loads
-from router.translate import anthropic, hub, openai_chat
+from router.translate import anthropic, anthropic_stream, hub, openai_chat, openai_chat_stream
 
 #: every value an upstream's `api:` may take
 API_NAMES = ("anthropic", "openai-chat", "openai-responses", "gemini")
@@ -51,8 +51,8 @@ APIS = {
         anthropic.request_from_hub,
         anthropic.answer_to_hub,
         anthropic.answer_from_hub,
-        anthropic.StreamDecoder,
-        lambda usage: anthropic.StreamEncoder(),
+        anthropic_stream.StreamDecoder,
+        lambda usage: anthropic_stream.StreamEncoder(),
     ),
     "openai-chat": Api(
         "openai-chat",
@@ -61,8 +61,8 @@ APIS = {
         openai_chat.request_from_hub,
         openai_chat.answer_to_hub,
         openai_chat.answer_from_hub,
-        openai_chat.StreamDecoder,
-        lambda usage: openai_chat.StreamEncoder(include_usage=usage),
+        openai_chat_stream.StreamDecoder,
+        lambda usage: openai_chat_stream.StreamEncoder(include_usage=usage),
     ),
 }
 
