@@ -249,6 +249,7 @@ def _upstreams(data: dict[str, Any], where: _Locator, overrides: Overrides) -> t
             headers=tuple(headers),
             forward_client_auth=options.get("forward_client_auth", False),
             context_errors=options.get("context_errors", True),
+            api=options.get("api"),
             edits=BodyEdits(
                 model=model,
                 fold_system_messages=options.get("fold_system_messages", False),

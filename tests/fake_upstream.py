@@ -15,6 +15,17 @@ comma-separated list of directives:
   die_after=N     stream N deltas, then drop the connection (with die_when=NAME: once gate NAME opens)
   stall_after=N   stream N deltas, then go silent (connection kept open)
   tool=NAME       answer with a tool_use block calling NAME
+  overflow        answer llama-server's context-size error (on every path)
+  garbage         answer 200 with an HTML page
+On /v1/chat/completions (llama-server's chunk shapes: a role chunk with null content, pieces of
+PIECE characters, tool call fragments by index, finish_reason, a usage chunk when asked):
+  say=TEXT        answer TEXT
+  reasoning=TEXT  reason TEXT first (reasoning_content deltas; with `think`, inside <think> tags)
+  calls=N         call N tools (tool0, tool1, ...), CALLS_PER_CHUNK fragments a chunk
+  snapshots       send each call's whole arguments so far instead of fragments
+  cached=N        report N cached prompt tokens
+  whole           answer in one piece even when asked for a stream
+  always_stream   stream even when asked for one piece
 """
 
 from __future__ import annotations
@@ -63,6 +74,10 @@ class FakeUpstream:
     last_event_sent: dict[int, float] = field(default_factory=dict)
     #: play a coding agent's model: with tools, call this shell command, then report its output
     agent_command: str | None = None
+    #: on /v1/chat/completions, reason this first (reasoning_content), as a thinking model does
+    agent_reasoning: str = ""
+    #: ... inside <think> tags in the text instead (llama-server with --reasoning-format none)
+    agent_think: bool = False
     tokenize_calls: int = 0
     _gates: dict[str, asyncio.Event] = field(default_factory=dict)
     started: asyncio.Event = field(default_factory=asyncio.Event)
@@ -176,8 +191,13 @@ class FakeUpstream:
                 status=status,
             )
         body = seen.body if isinstance(seen.body, dict) else {}
+        if "garbage" in d:  # a server that is not what the rules say it is
+            return web.Response(text="<html>a web page</html>", content_type="text/html")
+        if "overflow" in d:  # llama-server answers it on every API it serves
+            seen.outcome = "error"
+            return web.json_response(LLAMA_OVERFLOW, status=400)
         if request.path == "/v1/chat/completions":
-            return await self._openai_chat(request, body)
+            return await self._openai_chat(request, body, d)
         if request.path == "/v1/responses":
             return await self._openai_responses(request, body)
         if request.path.startswith("/v1beta/models/"):
@@ -185,7 +205,8 @@ class FakeUpstream:
         if self.agent_command and body.get("tools") and "tool" not in d:
             result = _tool_result_text(body)
             if result is None:
-                d = {**d, "tool": "Bash"}
+                names = [t.get("name") for t in body["tools"] if isinstance(t, dict)]
+                d = {**d, "tool": next((n for n in ("Bash", "bash", "shell") if n in names), "Bash")}
             else:
                 d = {**d, "say": f"The command printed: {result.strip()}"}
         events = int(d.get("events", 3))
@@ -264,11 +285,12 @@ class FakeUpstream:
         await response.write_eof()
         return response
 
-    async def _openai_chat(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
-        """OpenAI chat completions: a tool call first when playing an agent, then the tool's output."""
+    async def _openai_chat(self, request: web.Request, body: dict[str, Any], d: dict[str, str]) -> web.StreamResponse:
+        """OpenAI chat completions in llama-server's chunk shapes: a tool call first when playing an
+        agent (then the tool's output), or what the directives ask for."""
         messages = body.get("messages") or []
         last = messages[-1] if messages else {}
-        tool_call = None
+        calls: list[dict[str, Any]] = []
         if self.agent_command and body.get("tools") and last.get("role") != "tool":
             name = next(
                 (
@@ -278,33 +300,40 @@ class FakeUpstream:
                 ),
                 body["tools"][0]["function"]["name"],
             )
-            tool_call = {
-                "index": 0,
-                "id": "call_test1",
-                "type": "function",
-                "function": {
-                    "name": name,
-                    "arguments": json.dumps(
-                        {"command": self.agent_command, "description": "Run the command the test asked for"}
-                    ),
-                },
-            }
-        text = (
-            ""
-            if tool_call
-            else (
-                f"The command printed: {str(last.get('content', '')).strip()}"
-                if last.get("role") == "tool"
-                else "tok0 tok1 tok2 "
+            arguments = {"command": self.agent_command, "description": "Run the command the test asked for"}
+            calls.append({"id": "call_test1", "name": name, "arguments": json.dumps(arguments)})
+        for i in range(int(d.get("calls", 0))):
+            calls.append(
+                {"id": f"call_{i}", "name": f"tool{i}", "arguments": json.dumps({"n": i, "path": f"f{i}.txt"})}
             )
-        )
-        finish = "tool_calls" if tool_call else "stop"
-        if not body.get("stream"):
-            message = {
-                "role": "assistant",
-                "content": text or None,
-                **({"tool_calls": [{k: v for k, v in tool_call.items() if k != "index"}]} if tool_call else {}),
-            }
+        reasoning = d.get("reasoning", self.agent_reasoning)
+        if calls:
+            text = ""
+        elif "say" in d:
+            text = d["say"]
+        elif last.get("role") == "tool":
+            text = f"The command printed: {str(last.get('content', '')).strip()}"
+        else:
+            text = "tok0 tok1 tok2 "
+        if "think" in d or (self.agent_think and reasoning):
+            text, reasoning = f"<think>{reasoning}</think>\n\n{text}", ""
+        finish = "tool_calls" if calls else "stop"
+        usage = {
+            "prompt_tokens": 5,
+            "completion_tokens": 3,
+            "total_tokens": 8,
+            "prompt_tokens_details": {"cached_tokens": int(d.get("cached", 0))},
+        }
+        whole = "whole" in d or (not body.get("stream") and "always_stream" not in d)
+        if whole:
+            message: dict[str, Any] = {"role": "assistant", "content": text or None}
+            if reasoning:
+                message["reasoning_content"] = reasoning
+            if calls:
+                message["tool_calls"] = [
+                    {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+                    for c in calls
+                ]
             return web.json_response(
                 {
                     "id": "chatcmpl-up",
@@ -312,38 +341,47 @@ class FakeUpstream:
                     "created": 0,
                     "model": body.get("model"),
                     "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-                    "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+                    "usage": usage,
                 }
             )
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
+        base = {"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": 0, "model": body.get("model")}
 
         async def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> None:
-            data = {
-                "id": "chatcmpl-up",
-                "object": "chat.completion.chunk",
-                "created": 0,
-                "model": body.get("model"),
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
-            }
+            data = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
             await response.write(f"data: {json.dumps(data)}\n\n".encode())
 
-        await chunk({"role": "assistant", "content": ""})
-        if tool_call:
-            await chunk({"tool_calls": [tool_call]})
-        else:
-            await chunk({"content": text})
+        size = int(d.get("piece", 4))
+        await chunk({"role": "assistant", "content": None})
+        if "hold" in d:
+            await self.gate(d["hold"]).wait()
+        for at in range(0, len(reasoning), size):
+            await chunk({"reasoning_content": reasoning[at : at + size]})
+        for number, at in enumerate(range(0, len(text), size)):
+            if "die_after" in d and number == int(d["die_after"]):
+                if "die_when" in d:
+                    await self.gate(d["die_when"]).wait()
+                assert request.transport is not None
+                request.transport.abort()
+                return response
+            await chunk({"content": text[at : at + size]})
+        fragments: list[dict[str, Any]] = []
+        for index, call in enumerate(calls):
+            head = {"name": call["name"], "arguments": ""}
+            fragments.append({"index": index, "id": call["id"], "type": "function", "function": head})
+            arguments = call["arguments"]
+            for at in range(0, len(arguments), size):
+                piece = arguments[: at + size] if "snapshots" in d else arguments[at : at + size]
+                fragments.append({"index": index, "function": {"arguments": piece}})
+        per_chunk = int(d.get("calls_per_chunk", 1))
+        for at in range(0, len(fragments), per_chunk):
+            await chunk({"tool_calls": fragments[at : at + per_chunk]})
         await chunk({}, finish)
         if (body.get("stream_options") or {}).get("include_usage"):
-            usage = {
-                "id": "chatcmpl-up",
-                "object": "chat.completion.chunk",
-                "created": 0,
-                "model": body.get("model"),
-                "choices": [],
-                "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
-            }
-            await response.write(f"data: {json.dumps(usage)}\n\n".encode())
+            timings = {"prompt_n": 5, "predicted_n": 3}
+            last_chunk = {**base, "choices": [], "usage": usage, "timings": timings}
+            await response.write(f"data: {json.dumps(last_chunk)}\n\n".encode())
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
@@ -447,6 +485,17 @@ class FakeUpstream:
         await response.write(f"data: {json.dumps(reply)}\r\n\r\n".encode())
         await response.write_eof()
         return response
+
+
+LLAMA_OVERFLOW = {
+    "error": {
+        "code": 400,
+        "message": "request (40021 tokens) exceeds the available context size (32768 tokens), try increasing it",
+        "type": "exceed_context_size_error",
+        "n_prompt_tokens": 40021,
+        "n_ctx": 32768,
+    }
+}
 
 
 def _directives(header: str) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from router.registry import Registry
+from router.translate.apis import API_NAMES
 from router.units import DURATION_PATTERN, HEADERS_SCHEMA, SIZE_PATTERN
 
 DURATION = {
@@ -51,6 +52,10 @@ UPSTREAM = {
         "headers": {**HEADERS_SCHEMA, "additionalProperties": {"type": "string", "pattern": "^[^\\r\\n\\x00]*$"}},
         "forward_client_auth": {"type": "boolean"},
         "context_errors": {"type": "boolean"},
+        "api": {
+            "enum": list(API_NAMES),
+            "description": "the API the upstream speaks; requests of other APIs are translated to it",
+        },
         "model": {"type": "string", "minLength": 1},
         "fold_system_messages": {"type": "boolean"},
         "drop_fields": {"type": "array", "items": {"type": "string", "minLength": 1}},

@@ -4,7 +4,9 @@ or for a slow prompt's first byte, so clients that give up on silent connections
 
 An unreachable server is 502 naming its URL, no answer within idle_timeout is 504, an upstream
 that dies mid-stream ends the stream with an SSE error event, and the upstream's own 4xx/5xx
-passes through unchanged (a context overflow becomes the client protocol's own error).
+passes through unchanged (a context overflow becomes the client protocol's own error). When the
+upstream speaks another API (`api:`), router.upstream.translation carries the request there and
+the answer back, errors in the client's shape.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +29,7 @@ from router.upstream import admission
 from router.upstream.client import ConnectFailed, ResponseFailed, UpstreamClient, UpstreamResponse
 from router.upstream.pool import Upstream
 from router.upstream.queue import Server
+from router.upstream.translation import Translation, plan
 
 HOP_BY_HOP = frozenset(
     {
@@ -81,8 +85,12 @@ class Heartbeat:
 async def relay(
     request: Request, edits: Edits, upstream: Upstream, priority: str, client: UpstreamClient, trace: Trace
 ) -> AsyncIterator[Part]:
-    """Wait for a slot on one of UPSTREAM's servers at PRIORITY, then relay its answer."""
-    body = edits.encode()
+    """Wait for a slot on one of UPSTREAM's servers at PRIORITY, then relay its answer (in the
+    client's API when the upstream speaks another)."""
+    translation = plan(request, upstream)
+    body = translation.body(edits) if translation else edits.encode()
+    if translation:
+        trace.notes.append(translation.note)
     prefix = upstream.prefix_key(request)
     trace.upstream, trace.priority = upstream.name, priority
     ticket = admission.enter(upstream, priority, prefix, len(body))
@@ -111,7 +119,9 @@ async def relay(
             assert ticket.server is not None
             upstream.served(prefix, ticket.server)
             try:
-                async for part in _exchange(request, edits, body, upstream, ticket.server, client, heartbeat, trace):
+                async for part in _exchange(
+                    request, edits, body, upstream, ticket.server, client, heartbeat, trace, translation
+                ):
                     yield part
                 return
             except UpstreamRefused:
@@ -138,6 +148,7 @@ async def _exchange(
     client: UpstreamClient,
     heartbeat: Heartbeat,
     trace: Trace,
+    translation: Translation | None = None,
 ) -> AsyncIterator[Part]:
     """One try on SERVER: send, then relay the answer."""
     config = upstream.config
@@ -150,10 +161,14 @@ async def _exchange(
     forward_auth = config.forward_client_auth
     query = request.query if forward_auth else strip_query_credentials(request.query)
     url = server.url + request.raw_path + (f"?{query}" if query else "")
+    headers = request_headers(request, edits, upstream, server)
+    if translation:  # the upstream's own path; the client's query belongs to the client's API
+        url = server.url + translation.path
+        headers = translation.headers(headers)
     sending = client.send(
         request.method,
         url,
-        request_headers(request, edits, upstream, server),
+        headers,
         body,
         config.connect_timeout,
         config.idle_timeout,
@@ -226,8 +241,14 @@ async def _exchange(
             translated = request.protocol.upstream_error(up.status, first) if config.context_errors else None
             if translated:
                 raise translated
-            if heartbeat.started:  # the stream's head went out already: an SSE error event
-                raise _error_from_body(up.status, first)
+            if heartbeat.started or translation:  # an SSE error event, or an error in the client's shape
+                raise _error_from_body(up.status, first, keep_type=not translation)
+        if translation:
+            async with aclosing(translation.answer(up.status, _content_type(up), first, next_chunk)) as parts:
+                async for part in parts:
+                    yield part
+            complete = True
+            return
         yield Head(up.status, response_headers(up), up.reason)
         if first:
             chunk = first
@@ -392,8 +413,13 @@ async def _read_up_to(next_chunk: Callable[[], Awaitable[bytes]], limit: int) ->
     return b"".join(chunks)
 
 
-def _error_from_body(status: int, raw: bytes) -> RouterError:
-    """The upstream's error as a RouterError, for a stream whose headers already went out."""
+def _content_type(up: UpstreamResponse) -> str:
+    return next((v.decode("latin-1").lower() for k, v in up.raw_headers if k.lower() == b"content-type"), "")
+
+
+def _error_from_body(status: int, raw: bytes, keep_type: bool = True) -> RouterError:
+    """The upstream's error as a RouterError, for a stream whose headers already went out or for
+    a client of another API (whose protocol then picks the error type: KEEP_TYPE false)."""
     message, error_type = raw.decode("utf-8", "replace"), None
     try:
         error = json.loads(raw).get("error")
@@ -403,4 +429,4 @@ def _error_from_body(status: int, raw: bytes) -> RouterError:
             message = error
     except (ValueError, AttributeError, RecursionError):
         pass
-    return RouterError(status, message, error_type if isinstance(error_type, str) else None)
+    return RouterError(status, message, error_type if isinstance(error_type, str) and keep_type else None)

@@ -1,0 +1,34 @@
+"""Reading a client's fields for translation: the wrong type is a BadRequest naming the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from router.errors import BadRequest
+
+
+def array(value: Any, where: str) -> list[Any]:
+    """VALUE when it is a JSON array."""
+    if not isinstance(value, list):
+        raise BadRequest(f"{where}: expected an array")
+    return value
+
+
+def strings(value: Any, where: str) -> tuple[str, ...]:
+    """A string or an array of strings as a tuple (None: empty)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    raise BadRequest(f"{where}: expected a string or an array of strings")
+
+
+def text(value: Any, where: str) -> str:
+    """VALUE when it is a string (None: empty)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise BadRequest(f"{where}: expected a string")
+    return value

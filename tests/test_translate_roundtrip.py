@@ -1,0 +1,214 @@
+"""Property tests of the translation hub: what each API can say survives the trip through the hub
+and back, requests and answers, and a stream adds up to the same answer as the whole one."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from router.errors import BadRequest
+from router.translate import anthropic as A
+from router.translate import anthropic_stream as AS
+from router.translate import hub
+from router.translate import openai_chat as O
+from router.translate import openai_chat_stream as OS
+from router.translate.apis import translate_request
+from tests.translate_cases import (
+    answers,
+    anthropic_loosened,
+    anthropic_requests,
+    check_anthropic_stream,
+    openai_requests,
+)
+
+KEYS = [
+    "model", "messages", "role", "content", "type", "text", "system", "tools", "tool_choice", "name", "input",
+    "id", "tool_use_id", "tool_call_id", "tool_calls", "function", "arguments", "source", "image_url", "url",
+    "data", "media_type", "thinking", "signature", "reasoning_content", "stop", "stop_sequences", "max_tokens",
+    "output_config", "format", "schema", "response_format", "json_schema", "stream", "input_schema", "parameters",
+    "is_error", "index", "budget_tokens", "disable_parallel_tool_use", "user", "assistant", "tool", "image",
+    "tool_use", "tool_result", "base64", "redacted_thinking", "json_object", "enabled", "developer", "auto", "any",
+]  # fmt: skip
+settings.register_profile("translate", max_examples=60, deadline=None)
+settings.load_profile("translate")
+
+
+@given(anthropic_requests())
+def test_anthropic_request_survives_the_hub(body: dict[str, Any]) -> None:
+    assert A.request_from_hub(A.request_to_hub(body)) == body
+
+
+@given(anthropic_requests())
+def test_anthropic_strings_are_read_as_their_blocks(body: dict[str, Any]) -> None:
+    assert A.request_to_hub(anthropic_loosened(body)) == A.request_to_hub(body)
+
+
+@given(openai_requests())
+def test_openai_request_survives_the_hub(body: dict[str, Any]) -> None:
+    assert O.request_from_hub(O.request_to_hub(body)) == body
+
+
+@given(anthropic_requests())
+def test_anthropic_request_through_openai_keeps_what_openai_can_carry(body: dict[str, Any]) -> None:
+    """Anthropic -> hub -> OpenAI -> hub: the conversation is the same, minus what OpenAI has no
+    field for (signatures, redacted reasoning, error flags; images of tool results move to a
+    user turn after them; the system blocks become one system message)."""
+    request = A.request_to_hub(body)
+    back = O.request_to_hub(O.request_from_hub(request))
+    assert back.system == ((hub.Text("\n\n".join(t.text for t in request.system)),) if request.system else ())
+    assert back.tools == request.tools
+    assert (back.max_tokens, back.temperature, back.top_p, back.top_k, back.stop) == (
+        request.max_tokens,
+        request.temperature,
+        request.top_p,
+        request.top_k,
+        request.stop,
+    )
+    assert _calls(back) == _calls(request)
+    assert _results(back) == _results(request)
+    assert _flow(back) == _flow(request)
+
+
+def _calls(request: hub.Request) -> list[tuple[str, str, Any]]:
+    return [
+        (p.id, p.name, json.loads(p.arguments))
+        for m in request.messages
+        for p in m.parts
+        if isinstance(p, hub.ToolCall)
+    ]
+
+
+def _results(request: hub.Request) -> list[tuple[str, tuple[str, ...]]]:
+    return [
+        (p.call_id, tuple(c.text for c in p.content if isinstance(c, hub.Text)))
+        for m in request.messages
+        for p in m.parts
+        if isinstance(p, hub.ToolResult)
+    ]
+
+
+def _flow(request: hub.Request) -> list[tuple[str, str]]:
+    """Who says what, in order: texts, tool calls and results (reasoning and images left out)."""
+    flow = []
+    for message in request.messages:
+        for part in message.parts:
+            if isinstance(part, hub.Text):
+                flow.append((message.role, part.text))
+            elif isinstance(part, hub.ToolCall | hub.ToolResult):
+                flow.append((message.role, part.id if isinstance(part, hub.ToolCall) else part.call_id))
+    return flow
+
+
+@given(answers())
+def test_anthropic_answer_survives_the_hub(answer: hub.Answer) -> None:
+    message = A.answer_from_hub(answer)
+    assert A.answer_from_hub(A.answer_to_hub(message)) == message
+    assert A.answer_to_hub(message) == replace(answer, id=message["id"])
+
+
+@given(answers(signatures=False))
+def test_openai_answer_survives_the_hub(answer: hub.Answer) -> None:
+    completion = O.answer_from_hub(answer)
+    assert O.answer_from_hub(O.answer_to_hub(completion)) == completion
+    assert O.answer_to_hub(completion) == replace(answer, id=completion["id"])
+
+
+def _split(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
+
+
+def _decode(decoder: Any, pieces: list[bytes]) -> list[hub.Event]:
+    events = [event for piece in pieces for event in decoder.feed(piece)]
+    return events + decoder.close()
+
+
+def _anthropic_events(data: bytes) -> list[tuple[str, dict[str, Any]]]:
+    blocks = [block for block in data.decode().split("\n\n") if block]
+    parsed = []
+    for block in blocks:
+        lines = dict(line.split(": ", 1) for line in block.split("\n"))
+        parsed.append((lines["event"], json.loads(lines["data"])))
+    return parsed
+
+
+@given(answers(), st.lists(st.integers(0, 10_000), max_size=12))
+def test_anthropic_stream_adds_up_to_the_answer(answer: hub.Answer, cuts: list[int]) -> None:
+    data = AS.StreamEncoder().encode(hub.events_of(answer))
+    check_anthropic_stream(_anthropic_events(data))
+    assembled = hub.assemble(_decode(AS.StreamDecoder(), _split(data, cuts)))
+    assert A.answer_from_hub(assembled) == {**A.answer_from_hub(answer), "id": A.answer_from_hub(assembled)["id"]}
+
+
+@given(answers(signatures=False), st.lists(st.integers(0, 10_000), max_size=12))
+def test_openai_stream_becomes_an_anthropic_stream_of_the_same_answer(answer: hub.Answer, cuts: list[int]) -> None:
+    """An OpenAI stream cut anywhere, translated to Anthropic's, adds up to the non-streamed translation."""
+    upstream = OS.StreamEncoder(answer.model).encode(hub.events_of(answer))
+    client = AS.StreamEncoder().encode(_decode(OS.StreamDecoder(), _split(upstream, cuts)))
+    check_anthropic_stream(_anthropic_events(client))
+    streamed = A.answer_from_hub(hub.assemble(_decode(AS.StreamDecoder(), [client])))
+    whole = A.answer_from_hub(O.answer_to_hub(O.answer_from_hub(answer)))
+    assert streamed == {**whole, "id": streamed["id"]}
+
+
+anything = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5) | st.sampled_from(KEYS),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(KEYS), inner, max_size=5),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=500)
+@given(
+    st.sampled_from(["anthropic", "openai-chat"]),
+    st.fixed_dictionaries({"messages": st.lists(st.dictionaries(st.sampled_from(KEYS), anything, max_size=5))}),
+    st.dictionaries(st.sampled_from(KEYS), anything, max_size=6),
+)
+def test_any_body_is_translated_or_refused_as_a_bad_request(
+    api: str, messages: dict[str, Any], rest: dict[str, Any]
+) -> None:
+    """Whatever a client sends, translating it gives a request or a BadRequest, never a crash."""
+    body = {**rest, **messages} if "messages" not in rest or rest["messages"] is None else rest
+    for target in ("anthropic", "openai-chat"):
+        try:
+            translate_request(api, target, body)
+        except BadRequest:
+            pass
+
+
+@given(openai_requests())
+def test_openai_request_through_anthropic_keeps_the_conversation(body: dict[str, Any]) -> None:
+    """OpenAI chat -> hub -> Anthropic -> hub: the conversation is the same (a system message in
+    the middle joins the user turn beside it, as Anthropic has no such message)."""
+    request = O.request_to_hub(body)
+    back = A.request_to_hub(A.request_from_hub(request))
+    assert back.system[: len(request.system)] == request.system
+    assert back.tools == request.tools
+    assert (back.max_tokens, back.temperature, back.top_p, back.top_k, back.stop) == (
+        request.max_tokens or A.DEFAULT_MAX_TOKENS,
+        request.temperature,
+        request.top_p,
+        request.top_k,
+        request.stop,
+    )
+    assert [(c.id, c.name) for c in _all(back, hub.ToolCall)] == [(c.id, c.name) for c in _all(request, hub.ToolCall)]
+    assert _results(back) == _results(request)
+    expected = [f for f in _flow(request) if f[0] != "system"]
+    moved = [text for role, text in _flow(request) if role == "system"]  # now in a user turn...
+    for part in back.system[len(request.system) :]:  # ...or, with no user turn after it, in the system prompt
+        moved.remove(part.text)
+    actual = []
+    for role, text in _flow(back):
+        if role == "user" and text in moved:
+            moved.remove(text)
+        else:
+            actual.append((role, text))
+    assert actual == expected
+
+
+def _all(request: hub.Request, kind: type) -> list[Any]:
+    return [p for m in request.messages for p in m.parts if isinstance(p, kind)]
