@@ -266,7 +266,9 @@ def banner_lines(url: str, config: RouterConfig, found: dict[str, list[Found]], 
         lines += [f"{head}: {servers[0]}"] if len(servers) == 1 else [f"{head}:", *(f"  {s}" for s in servers)]
     default = found.get(config.default_upstream)
     context = default[0].context if default else None
-    lines.append("client: " + client_line.claude_code(url, _model_hint(config), context, _classifier_blocked(config)))
+    model = _model_hint(config)
+    lines.append("client: " + client_line.claude_code(url, model, context, _classifier_blocked(config)))
+    lines += [f"client ({name}): {line}" for name, line in client_line.plugin_clients(url, model, context, plugins)]
     if not context:
         lines.append(
             "tip: add CLAUDE_CODE_MAX_CONTEXT_TOKENS=<your server's context> and CLAUDE_CODE_MAX_OUTPUT_TOKENS=<an "

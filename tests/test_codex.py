@@ -6,11 +6,18 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
+import tomllib
 
 import openai
 import pytest
 
+from router import client_line
 from tests.clients import client_binary
+
+MARKER = "GHOST_TOOL_RAN"
+# keeps the test on loopback: with plugins on, Codex runs `git ls-remote https://github.com/openai/plugins.git`
+LOOPBACK_ONLY = ["--disable", "plugins"]
 
 TITLE_PROMPT = (
     "Generate a concise, single-line task title of at most 36 characters and under five words where possible. "
@@ -85,7 +92,7 @@ async def test_real_codex_exec_completes_a_tool_turn_through_the_router(
     work.mkdir()
     (home / ".codex" / "config.toml").write_text(
         'model = "local-model"\nmodel_provider = "local"\n\n[model_providers.local]\nname = "local"\n'
-        f'base_url = "{router.make_url("/v1")}"\nwire_api = "responses"\n'
+        f'base_url = "{router.make_url("/v1")}"\nwire_api = "responses"\n\n[features]\nplugins = false\n'
     )
     env = {"PATH": os.environ["PATH"], "HOME": str(home), "CODEX_HOME": str(home / ".codex")}
     process = await asyncio.create_subprocess_exec(
@@ -111,3 +118,99 @@ async def test_real_codex_exec_completes_a_tool_turn_through_the_router(
         for r in caplog.records
         if r.name == "ghost_router"
     )
+
+
+def split_line(line: str) -> tuple[dict[str, str], list[str]]:
+    """A printed client line as a shell runs it: leading NAME=value words are the environment."""
+    words = shlex.split(line)
+    env = {}
+    while words and "=" in words[0] and words[0].split("=", 1)[0].isidentifier():
+        name, value = words.pop(0).split("=", 1)
+        env[name] = value
+    return env, words
+
+
+def overrides(argv: list[str]) -> dict[str, str]:
+    """The line's `-c key=value` overrides."""
+    return dict(argv[i + 1].split("=", 1) for i, word in enumerate(argv) if word == "-c")
+
+
+def test_the_codex_line_defines_the_router_as_its_provider_on_the_command_line():
+    env, argv = split_line(client_line.codex("http://127.0.0.1:9090/", "Qwen 3 'coder'", 65536))
+    assert env == {} and argv[0] == "codex", "no API key and no config file: the provider has no env_key"
+    assert argv[argv.index("-m") + 1] == "Qwen 3 'coder'"
+    settings = overrides(argv)
+    provider_id = settings.pop("model_provider")
+    provider = tomllib.loads("provider = " + settings.pop(f"model_providers.{provider_id}"))["provider"]
+    assert provider == {
+        "name": provider_id,
+        "base_url": "http://127.0.0.1:9090/v1",
+        "wire_api": "responses",
+        "stream_idle_timeout_ms": client_line.CODEX_STREAM_IDLE_TIMEOUT_MS,
+    }
+    assert client_line.CODEX_STREAM_IDLE_TIMEOUT_MS > 300_000, "longer than Codex's own 300 s for a silent stream"
+    window, limit = int(settings.pop("model_context_window")), int(settings.pop("model_auto_compact_token_limit"))
+    assert settings == {}
+    assert (window, limit) == (65536, 65536 - 65536 // 8), "room for an answer, as the Claude Code line keeps"
+    assert limit < window * 9 // 10, "Codex compacts at the smaller of its 90% and the line's limit"
+
+    _, argv = split_line(client_line.codex("http://127.0.0.1:9090", "qwen", None))
+    assert "model_context_window" not in overrides(argv) and "model_auto_compact_token_limit" not in overrides(argv)
+
+
+async def run_codex_line(binary, line: str, workdir, timeout: float) -> tuple[int, str]:
+    """Run the printed line as `codex exec` (same options, the prompt as its argument), HOME and
+    CODEX_HOME in WORKDIR with no config file."""
+    home, work = workdir / "home", workdir / "work"
+    (home / ".codex").mkdir(parents=True)
+    work.mkdir()
+    env, argv = split_line(line)
+    env = {"PATH": os.environ["PATH"], "HOME": str(home), "CODEX_HOME": str(home / ".codex"), **env}
+    exec_options = ["--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox", *LOOPBACK_ONLY]
+    process = await asyncio.create_subprocess_exec(
+        str(binary),
+        "exec",
+        *argv[1:],
+        *exec_options,
+        f"Run the shell command: echo {MARKER}",
+        cwd=work,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), timeout)
+    except TimeoutError:
+        process.kill()
+        out, _ = await process.communicate()
+        raise AssertionError(f"codex exec did not finish in {timeout:g} s\n{out.decode(errors='replace')}") from None
+    assert not (home / ".codex" / "config.toml").exists()
+    return process.returncode, out.decode(errors="replace")
+
+
+def tool_results(body: dict) -> list[dict]:
+    return [item for item in body.get("input", []) if item.get("type") == "function_call_output"]
+
+
+async def test_a_330_s_prefill_completes_with_only_the_printed_client_line(router_factory, agent_upstream, tmp_path):
+    """The upstream sends nothing for 330 s before the first turn's first byte (Codex 0.169.0 drops a
+    stream that brings no event for 300 s, and the router's keep-alive comments are no events to
+    it); the settings in the line carry it through: the turn completes and no request is sent twice."""
+    binary = client_binary("codex", "codex")
+    router = await router_factory(
+        agent_upstream.url,
+        lambda rules: rules.replace(
+            "    max_concurrency: 1 ", '    headers: {x-test-upstream: "first_byte_after=330"}\n    max_concurrency: 1 '
+        ),
+    )
+    url = str(router.make_url("")).rstrip("/")
+    code, out = await run_codex_line(binary, client_line.codex(url, "local-model", 65536), tmp_path, timeout=1500)
+    assert code == 0, out
+    assert "The command printed:" in out and out.count(MARKER) >= 2, out
+    turns = agent_upstream.seen
+    assert [t.path for t in turns] == ["/v1/responses"] * 2, "the tool call and the follow-up, each sent once"
+    assert [t.outcome for t in turns] == ["done", "done"]
+    assert not tool_results(turns[0].body) and MARKER in str(tool_results(turns[1].body)), "Codex ran the tool"
+    assert turns[1].arrived - turns[0].arrived >= 330, "the first turn waited out the whole prefill"
+    assert agent_upstream.max_in_flight == 1

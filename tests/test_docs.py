@@ -133,3 +133,15 @@ def test_the_claude_code_guide_shows_the_line_serve_prints():
     assert f"\n{line}\n" in guide
     for setting in line.split(" claude ")[0].split()[2:] + ["--permission-mode default"]:
         assert f"| `{setting.split('=')[0]}" in guide, f"docs/clients/claude-code.md explains {setting}"
+
+
+@pytest.mark.parametrize(
+    ("plugin", "guide"), [("codex", "codex.md"), ("gemini", "gemini-cli.md"), ("opencode", "opencode.md")]
+)
+def test_each_plugin_clients_guide_shows_the_line_serve_prints(plugin, guide):
+    from router import client_line
+
+    text = (ROOT / "docs" / "clients" / guide).read_text()
+    context = None if plugin == "gemini" else 65536
+    line = client_line.PLUGIN_CLIENTS[plugin]("http://127.0.0.1:9090", "your-model", context)
+    assert f"\n{line}\n" in text, f"docs/clients/{guide} shows the line `serve` prints"

@@ -1,14 +1,17 @@
 """Gemini CLI: the Gemini API adapter, structured background calls answered from their schema,
-and the real `gemini -p` through the router to a one-slot upstream (auto model mode and -m)."""
+the real `gemini -p` through the router to a one-slot upstream (auto model mode and -m), and the
+client line `serve` prints carrying it through a 330 s silent prefill."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import shlex
 
 import pytest
 
+from router import client_line
 from tests.clients import client_binary
 
 GEMINI_UA = {
@@ -27,6 +30,16 @@ CLASSIFIER = {
         },
     },
 }
+
+# what a user's ~/.gemini/settings.json holds after the first run's auth dialog, with usage
+# statistics, telemetry and updates off: the tests talk to loopback only
+SETTINGS = {
+    "security": {"auth": {"selectedType": "gemini-api-key"}},
+    "general": {"disableAutoUpdate": True, "enableAutoUpdateNotification": False},
+    "privacy": {"usageStatisticsEnabled": False},
+    "telemetry": {"enabled": False},
+}
+PROMPT = "Run the shell command: echo GHOST_TOOL_RAN"
 
 
 async def test_structured_background_calls_are_answered_from_their_schema(router_factory, upstream, http):
@@ -89,13 +102,7 @@ async def test_real_gemini_cli_completes_a_tool_turn_with_its_ghosts_answered_he
     home, work = tmp_path / "home", tmp_path / "work"
     (home / ".gemini").mkdir(parents=True)
     work.mkdir()
-    settings = {
-        "security": {"auth": {"selectedType": "gemini-api-key"}},
-        "general": {"disableAutoUpdate": True},
-        "privacy": {"usageStatisticsEnabled": False},
-        "telemetry": {"enabled": False},
-    }
-    (home / ".gemini" / "settings.json").write_text(json.dumps(settings))
+    (home / ".gemini" / "settings.json").write_text(json.dumps(SETTINGS))
     env = {
         "PATH": os.environ["PATH"],
         "HOME": str(home),
@@ -135,3 +142,81 @@ async def test_real_gemini_cli_completes_a_tool_turn_with_its_ghosts_answered_he
         )
     assert all(s.body.get("tools") for s in fake.seen), "only turns reach the upstream"
     assert len(fake.seen) >= 2 and fake.max_in_flight == 1 and not fake.violations
+
+
+def split_line(line: str) -> tuple[dict[str, str], list[str]]:
+    """A printed client line as a shell runs it: its leading NAME=value words, then the command."""
+    words = shlex.split(line)
+    env: dict[str, str] = {}
+    while words and "=" in words[0] and words[0].split("=", 1)[0].isidentifier():
+        name, value = words.pop(0).split("=", 1)
+        env[name] = value
+    return env, words
+
+
+def test_the_client_line_points_gemini_cli_at_the_router_with_the_local_model():
+    env, argv = split_line(client_line.gemini_cli("http://127.0.0.1:9090", "qwen", 65536))
+    assert env == {"GOOGLE_GEMINI_BASE_URL": "http://127.0.0.1:9090", "GEMINI_API_KEY": "none"}
+    assert argv == ["gemini", "-m", "qwen"]
+    # no env or flag of Gemini CLI sets its context window: the line is the same without one
+    assert client_line.gemini_cli("http://127.0.0.1:9090", "qwen", None) == client_line.gemini_cli(
+        "http://127.0.0.1:9090", "qwen", 65536
+    )
+    env, argv = split_line(client_line.gemini_cli("http://[::1]:9090/x y", "my model:q4", None))
+    assert env["GOOGLE_GEMINI_BASE_URL"] == "http://[::1]:9090/x y" and argv == ["gemini", "-m", "my model:q4"]
+
+
+async def test_a_330_s_prefill_completes_with_only_the_printed_client_line(router_factory, agent_upstream, tmp_path):
+    """The upstream sends nothing for 330 s before the first turn's first byte. Gemini CLI 0.61
+    gives a request 60 s for its headers and 300 s between body bytes, then retries it (each retry
+    a new prefill); the router's early head and keep-alive bytes, with nothing but the line `serve`
+    prints, carry it: the turn completes and no request is sent twice."""
+    binary = client_binary("gemini", "gemini")
+
+    def slow_prefill(rules: str) -> str:
+        edited = rules.replace(
+            "    max_concurrency: 1 ", '    headers: {x-test-upstream: "first_byte_after=330"}\n    max_concurrency: 1 '
+        )
+        assert edited != rules, "the default upstream's max_concurrency line moved"
+        return edited
+
+    router = await router_factory(agent_upstream.url, slow_prefill)
+    url = str(router.make_url("")).rstrip("/")
+    line_env, argv = split_line(client_line.gemini_cli(url, "local-model", 65536))
+    assert argv[0] == "gemini"
+    home, work = tmp_path / "home", tmp_path / "work"
+    (home / ".gemini").mkdir(parents=True)
+    work.mkdir()
+    (home / ".gemini" / "settings.json").write_text(json.dumps(SETTINGS))
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "GEMINI_CLI_TRUST_WORKSPACE": "true",  # the folder-trust dialog, answered
+        "GEMINI_DEBUG_LOG_FILE": str(tmp_path / "debug.log"),
+        **line_env,
+    }
+    process = await asyncio.create_subprocess_exec(
+        str(binary),
+        *argv[1:],
+        "--yolo",
+        "-p",
+        PROMPT,
+        cwd=work,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), 1500)
+    except TimeoutError:
+        process.kill()
+        out, _ = await process.communicate()
+        raise AssertionError(f"gemini -p did not finish in 1500 s: {out.decode(errors='replace')}") from None
+    text = out.decode(errors="replace")
+    assert process.returncode == 0, text
+    assert "GHOST_TOOL_RAN" in text.split("The command printed:")[-1] and "The command printed:" in text, text
+    seen = agent_upstream.seen
+    assert len(seen) == 2, f"the tool call and the follow-up, each sent once: no retry ({len(seen)} requests)"
+    assert all(s.body.get("tools") for s in seen) and [s.outcome for s in seen] == ["done", "done"]
+    assert "functionResponse" in json.dumps(seen[1].body["contents"][-1]), "Gemini CLI ran the tool and sent its result"

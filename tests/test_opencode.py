@@ -6,16 +6,65 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
+from pathlib import Path
 
 import openai
 import pytest
 
+from router import client_line
 from tests.clients import client_binary
 
 TITLE_SYSTEM = (
     "You are a title generator. You output ONLY a thread title. Nothing else.\n\n<task>\nGenerate a brief title"
 )
 OPENCODE_UA = {"User-Agent": "opencode/1.18.33 ai-sdk/provider-utils/4.0.23 runtime/bun/1.3.14"}
+
+
+def opencode_env(home: Path, closed_port: int, settings: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a test runs `opencode` in: its HOME, no update check, no models.dev fetch, and
+    its background install of @opencode-ai/plugin sent to a closed loopback port: loopback only."""
+    return {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "OPENCODE_DISABLE_AUTOUPDATE": "1",
+        "OPENCODE_DISABLE_MODELS_FETCH": "1",
+        "npm_config_registry": f"http://127.0.0.1:{closed_port}/",
+        **(settings or {}),
+    }
+
+
+async def run_opencode(
+    binary: Path, args: list[str], cwd: Path, env: dict[str, str], timeout: float
+) -> tuple[int, str]:
+    """Run `opencode ARGS`; its return code and output (stdout and stderr together)."""
+    process = await asyncio.create_subprocess_exec(
+        str(binary),
+        *args,
+        cwd=cwd,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), timeout)
+    except TimeoutError:
+        process.kill()
+        out, _ = await process.communicate()
+        raise AssertionError(f"opencode did not finish in {timeout:g} s\n{out.decode(errors='replace')}") from None
+    assert process.returncode is not None
+    return process.returncode, out.decode(errors="replace")
+
+
+def client_line_words(line: str) -> tuple[dict[str, str], list[str]]:
+    """A client line's leading NAME=value words (its environment) and the command after them."""
+    words = shlex.split(line)
+    env = {}
+    while words and "=" in words[0] and not words[0].startswith("-"):
+        name, value = words.pop(0).split("=", 1)
+        env[name] = value
+    return env, words
 
 
 def openai_client(router, **kwargs) -> openai.AsyncOpenAI:
@@ -81,7 +130,7 @@ async def test_errors_are_in_the_openai_shape(router_factory, closed_port):
 
 
 async def test_real_opencode_run_completes_a_tool_turn_with_its_title_answered_by_the_router(
-    router_factory, agent_upstream, tmp_path, caplog
+    router_factory, agent_upstream, tmp_path, caplog, closed_port
 ):
     binary = client_binary("opencode", "opencode")
     router = await router_factory(agent_upstream.url)
@@ -104,20 +153,10 @@ async def test_real_opencode_run_completes_a_tool_turn_with_its_title_answered_b
         "share": "disabled",
     }
     (work / "opencode.json").write_text(json.dumps(config))
-    env = {"PATH": os.environ["PATH"], "HOME": str(home), "OPENCODE_DISABLE_AUTOUPDATE": "1"}
-    process = await asyncio.create_subprocess_exec(
-        str(binary),
-        "run",
-        "Run the shell command: echo GHOST_TOOL_RAN",
-        cwd=work,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+    code, text = await run_opencode(
+        binary, ["run", "Run the shell command: echo GHOST_TOOL_RAN"], work, opencode_env(home, closed_port), 240
     )
-    out, _ = await asyncio.wait_for(process.communicate(), 240)
-    text = out.decode(errors="replace")
-    assert process.returncode == 0, text
+    assert code == 0, text
     assert "The command printed: GHOST_TOOL_RAN" in text
     decisions = [r.getMessage() for r in caplog.records if r.name == "ghost_router"]
     assert any("rule=opencode-title action=fake status=200" in line for line in decisions), decisions
@@ -125,3 +164,75 @@ async def test_real_opencode_run_completes_a_tool_turn_with_its_title_answered_b
         "only main turns reach the upstream"
     )
     assert len(agent_upstream.seen) >= 2 and agent_upstream.max_in_flight == 1
+
+
+def test_the_client_line_declares_the_router_as_a_provider_in_the_environment():
+    env, command = client_line_words(client_line.opencode("http://127.0.0.1:9090/", "Qwen/Qwen3 Coder's", 65536))
+    assert command == ["opencode", "--model", "ghost-router/Qwen/Qwen3 Coder's"]
+    assert list(env) == ["OPENCODE_CONFIG_CONTENT"]
+    provider = json.loads(env["OPENCODE_CONFIG_CONTENT"])["provider"]["ghost-router"]
+    assert provider["npm"] == "@ai-sdk/openai-compatible"
+    assert provider["options"] == {
+        "baseURL": "http://127.0.0.1:9090/v1",
+        "headerTimeout": 1_800_000,
+        "chunkTimeout": 1_800_000,
+    }
+    assert provider["models"] == {"Qwen/Qwen3 Coder's": {"limit": {"context": 65536, "output": 8192}}}
+    # OpenCode compacts when a turn's tokens reach context - min(limit.output, 32000): measured at 57,344
+    assert client_line.opencode_compaction_room(65536) == 57344
+    assert client_line.opencode_compaction_room(32768) == 32768 - 4096
+
+    env, command = client_line_words(client_line.opencode("http://127.0.0.1:9090", "qwen", None))
+    assert command == ["opencode", "--model", "ghost-router/qwen"]
+    assert json.loads(env["OPENCODE_CONFIG_CONTENT"])["provider"]["ghost-router"]["models"] == {"qwen": {}}
+
+
+async def run_client_line(line: str, tmp_path: Path, closed_port: int, timeout: float) -> tuple[int, str]:
+    """`opencode run` started from the client line LINE alone: its environment words, then its
+    command's options after `run` (the line starts the interactive TUI); HOME empty, no config file."""
+    binary = client_binary("opencode", "opencode")
+    settings, command = client_line_words(line)
+    assert command[0] == "opencode"
+    work, home = tmp_path / "work", tmp_path / "home"
+    work.mkdir()
+    home.mkdir()
+    args = ["run", *command[1:], "Run the shell command: echo GHOST_TOOL_RAN"]
+    code, text = await run_opencode(binary, args, work, opencode_env(home, closed_port, settings), timeout)
+    written = [*work.rglob("opencode.json*"), *home.rglob("opencode.json*"), *home.rglob("config.json")]
+    assert written == [], "the line needs no config file, and OpenCode writes none"
+    return code, text
+
+
+async def test_the_client_line_without_a_context_completes_a_tool_turn(
+    router_factory, agent_upstream, tmp_path, closed_port
+):
+    router = await router_factory(agent_upstream.url)
+    line = client_line.opencode(str(router.make_url("")).rstrip("/"), "local-model", None)
+    code, text = await run_client_line(line, tmp_path, closed_port, 240)
+    assert code == 0, text
+    assert "The command printed: GHOST_TOOL_RAN" in text
+    turns = agent_upstream.seen
+    assert [t.body["max_tokens"] for t in turns] == [32000, 32000], "no limit declared: OpenCode's own 32,000"
+
+
+async def test_a_330_s_prefill_completes_with_only_the_printed_client_line(
+    router_factory, agent_upstream, tmp_path, closed_port
+):
+    """The upstream sends nothing for 330 s before the first turn's first byte (OpenCode 1.18.33 gives
+    a server 300 s for its response headers and 300 s between stream chunks, then retries, up to 5
+    times); the router's early head and keep-alive comments and the line's timeouts carry it through:
+    the turn completes and no request is sent twice."""
+    rules_with_prefill = lambda text: text.replace(  # noqa: E731
+        "    max_concurrency: 1 ", '    headers: {x-test-upstream: "first_byte_after=330"}\n    max_concurrency: 1 '
+    )
+    router = await router_factory(agent_upstream.url, rules_with_prefill)
+    line = client_line.opencode(str(router.make_url("")).rstrip("/"), "local-model", 65536)
+    code, text = await run_client_line(line, tmp_path, closed_port, 1500)
+    assert code == 0, text
+    assert "The command printed: GHOST_TOOL_RAN" in text
+    turns = [request for request in agent_upstream.seen if request.path == "/v1/chat/completions"]
+    assert len(turns) == 2, "the tool call and the follow-up, each sent once: no retry"
+    assert [t.outcome for t in turns] == ["done", "done"]
+    assert turns[1].arrived - turns[0].arrived >= 330, "the first turn waited out the whole prefill"
+    assert [t.body["max_tokens"] for t in turns] == [8192, 8192], "the line's output limit reached OpenCode"
+    assert agent_upstream.max_in_flight == 1
