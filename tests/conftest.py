@@ -125,13 +125,19 @@ def closed_port() -> Any:
     sock.close()
 
 
-@pytest.fixture
-async def agent_upstream(aiohttp_server: Any) -> FakeUpstream:
+async def start_agent_upstream(aiohttp_server: Any) -> FakeUpstream:
     """A one-slot fake upstream that plays a coding agent's model in every protocol: it asks for
     one shell command (`echo GHOST_TOOL_RAN`), then reports the tool's output."""
     fake = FakeUpstream(slots=1, agent_command="echo GHOST_TOOL_RAN")
     server = await aiohttp_server(fake.app())
     fake.url = str(server.make_url("")).rstrip("/")  # type: ignore[attr-defined]
+    return fake
+
+
+@pytest.fixture
+async def agent_upstream(aiohttp_server: Any) -> FakeUpstream:
+    """start_agent_upstream's fake, checked for slot violations at the end."""
+    fake = await start_agent_upstream(aiohttp_server)
     yield fake
     assert not fake.violations, fake.violations
 

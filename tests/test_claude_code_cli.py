@@ -88,9 +88,7 @@ async def test_claude_p_completes_a_tool_turn_through_the_default_rules(
     assert all("status=200" in line for line in decisions), decisions
 
 
-async def test_a_330_s_prefill_completes_with_only_the_printed_client_lines_help(
-    aiohttp_server, agent_upstream, tmp_path
-):
+async def claude_code_line_carries_a_330_s_prefill(aiohttp_server, agent_upstream, tmp_path):
     """The upstream sends nothing for 330 s before each turn's first byte (Claude Code 2.1.332 gives a
     silent stream 300 s); the router's pings and the settings in the line `serve` prints carry it
     through: the turn completes and no request is sent twice."""

@@ -193,7 +193,7 @@ def tool_results(body: dict) -> list[dict]:
     return [item for item in body.get("input", []) if item.get("type") == "function_call_output"]
 
 
-async def test_a_330_s_prefill_completes_with_only_the_printed_client_line(router_factory, agent_upstream, tmp_path):
+async def codex_line_carries_a_330_s_prefill(router_factory, agent_upstream, tmp_path):
     """The upstream sends nothing for 330 s before the first turn's first byte (Codex 0.169.0 drops a
     stream that brings no event for 300 s, and the router's keep-alive comments are no events to
     it); the settings in the line carry it through: the turn completes and no request is sent twice."""

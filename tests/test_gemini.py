@@ -166,7 +166,7 @@ def test_the_client_line_points_gemini_cli_at_the_router_with_the_local_model():
     assert env["GOOGLE_GEMINI_BASE_URL"] == "http://[::1]:9090/x y" and argv == ["gemini", "-m", "my model:q4"]
 
 
-async def test_a_330_s_prefill_completes_with_only_the_printed_client_line(router_factory, agent_upstream, tmp_path):
+async def gemini_line_carries_a_330_s_prefill(router_factory, agent_upstream, tmp_path):
     """The upstream sends nothing for 330 s before the first turn's first byte. Gemini CLI 0.61
     gives a request 60 s for its headers and 300 s between body bytes, then retries it (each retry
     a new prefill); the router's early head and keep-alive bytes, with nothing but the line `serve`

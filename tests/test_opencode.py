@@ -215,9 +215,7 @@ async def test_the_client_line_without_a_context_completes_a_tool_turn(
     assert [t.body["max_tokens"] for t in turns] == [32000, 32000], "no limit declared: OpenCode's own 32,000"
 
 
-async def test_a_330_s_prefill_completes_with_only_the_printed_client_line(
-    router_factory, agent_upstream, tmp_path, closed_port
-):
+async def opencode_line_carries_a_330_s_prefill(router_factory, agent_upstream, tmp_path, closed_port):
     """The upstream sends nothing for 330 s before the first turn's first byte (OpenCode 1.18.33 gives
     a server 300 s for its response headers and 300 s between stream chunks, then retries, up to 5
     times); the router's early head and keep-alive comments and the line's timeouts carry it through:
