@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 import pytest
@@ -19,3 +20,14 @@ def client_binary(folder: str, name: str) -> Path:
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI must run the real clients: {message}")
     pytest.skip(message)
+
+
+def split_line(line: str) -> tuple[dict[str, str], list[str]]:
+    """A printed client line as a shell runs it: its leading NAME=value words (the environment),
+    then the command."""
+    words = shlex.split(line)
+    env: dict[str, str] = {}
+    while words and "=" in words[0] and words[0].split("=", 1)[0].isidentifier():
+        name, value = words.pop(0).split("=", 1)
+        env[name] = value
+    return env, words

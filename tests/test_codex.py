@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shlex
 import tomllib
 
 import openai
 import pytest
 
 from router import client_line
-from tests.clients import client_binary
+from tests.clients import client_binary, split_line
 
 MARKER = "GHOST_TOOL_RAN"
 # keeps the test on loopback: with plugins on, Codex runs `git ls-remote https://github.com/openai/plugins.git`
@@ -118,16 +117,6 @@ async def test_real_codex_exec_completes_a_tool_turn_through_the_router(
         for r in caplog.records
         if r.name == "ghost_router"
     )
-
-
-def split_line(line: str) -> tuple[dict[str, str], list[str]]:
-    """A printed client line as a shell runs it: leading NAME=value words are the environment."""
-    words = shlex.split(line)
-    env = {}
-    while words and "=" in words[0] and words[0].split("=", 1)[0].isidentifier():
-        name, value = words.pop(0).split("=", 1)
-        env[name] = value
-    return env, words
 
 
 def overrides(argv: list[str]) -> dict[str, str]:

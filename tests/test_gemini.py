@@ -7,12 +7,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shlex
 
 import pytest
 
 from router import client_line
-from tests.clients import client_binary
+from tests.clients import client_binary, split_line
 
 GEMINI_UA = {
     "User-Agent": "GeminiCLI-tui/0.61.0/gemini-3.1-pro-preview (linux; x64; terminal)",
@@ -142,16 +141,6 @@ async def test_real_gemini_cli_completes_a_tool_turn_with_its_ghosts_answered_he
         )
     assert all(s.body.get("tools") for s in fake.seen), "only turns reach the upstream"
     assert len(fake.seen) >= 2 and fake.max_in_flight == 1 and not fake.violations
-
-
-def split_line(line: str) -> tuple[dict[str, str], list[str]]:
-    """A printed client line as a shell runs it: its leading NAME=value words, then the command."""
-    words = shlex.split(line)
-    env: dict[str, str] = {}
-    while words and "=" in words[0] and words[0].split("=", 1)[0].isidentifier():
-        name, value = words.pop(0).split("=", 1)
-        env[name] = value
-    return env, words
 
 
 def test_the_client_line_points_gemini_cli_at_the_router_with_the_local_model():

@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shlex
 from pathlib import Path
 
 import openai
 import pytest
 
 from router import client_line
-from tests.clients import client_binary
+from tests.clients import client_binary, split_line
 
 TITLE_SYSTEM = (
     "You are a title generator. You output ONLY a thread title. Nothing else.\n\n<task>\nGenerate a brief title"
@@ -55,16 +54,6 @@ async def run_opencode(
         raise AssertionError(f"opencode did not finish in {timeout:g} s\n{out.decode(errors='replace')}") from None
     assert process.returncode is not None
     return process.returncode, out.decode(errors="replace")
-
-
-def client_line_words(line: str) -> tuple[dict[str, str], list[str]]:
-    """A client line's leading NAME=value words (its environment) and the command after them."""
-    words = shlex.split(line)
-    env = {}
-    while words and "=" in words[0] and not words[0].startswith("-"):
-        name, value = words.pop(0).split("=", 1)
-        env[name] = value
-    return env, words
 
 
 def openai_client(router, **kwargs) -> openai.AsyncOpenAI:
@@ -167,7 +156,7 @@ async def test_real_opencode_run_completes_a_tool_turn_with_its_title_answered_b
 
 
 def test_the_client_line_declares_the_router_as_a_provider_in_the_environment():
-    env, command = client_line_words(client_line.opencode("http://127.0.0.1:9090/", "Qwen/Qwen3 Coder's", 65536))
+    env, command = split_line(client_line.opencode("http://127.0.0.1:9090/", "Qwen/Qwen3 Coder's", 65536))
     assert command == ["opencode", "--model", "ghost-router/Qwen/Qwen3 Coder's"]
     assert list(env) == ["OPENCODE_CONFIG_CONTENT"]
     provider = json.loads(env["OPENCODE_CONFIG_CONTENT"])["provider"]["ghost-router"]
@@ -182,7 +171,7 @@ def test_the_client_line_declares_the_router_as_a_provider_in_the_environment():
     assert client_line.opencode_compaction_room(65536) == 57344
     assert client_line.opencode_compaction_room(32768) == 32768 - 4096
 
-    env, command = client_line_words(client_line.opencode("http://127.0.0.1:9090", "qwen", None))
+    env, command = split_line(client_line.opencode("http://127.0.0.1:9090", "qwen", None))
     assert command == ["opencode", "--model", "ghost-router/qwen"]
     assert json.loads(env["OPENCODE_CONFIG_CONTENT"])["provider"]["ghost-router"]["models"] == {"qwen": {}}
 
@@ -191,7 +180,7 @@ async def run_client_line(line: str, tmp_path: Path, closed_port: int, timeout: 
     """`opencode run` started from the client line LINE alone: its environment words, then its
     command's options after `run` (the line starts the interactive TUI); HOME empty, no config file."""
     binary = client_binary("opencode", "opencode")
-    settings, command = client_line_words(line)
+    settings, command = split_line(line)
     assert command[0] == "opencode"
     work, home = tmp_path / "work", tmp_path / "home"
     work.mkdir()
