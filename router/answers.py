@@ -55,6 +55,7 @@ class Trace:
     server: str = ""
     queue_wait: float | None = None
     upstream_time: float | None = None
+    upstream_status: int | None = None
     notes: list[str] = field(default_factory=list)
 
 

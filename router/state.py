@@ -14,6 +14,7 @@ import aiohttp
 from router import __version__
 from router.config import PluginRules, RouterConfig
 from router.errors import CLIENT_CLOSED
+from router.ledger import Ledger
 from router.outcome import Outcome
 from router.plugins import Plugins
 from router.protocols.base import Request
@@ -50,6 +51,7 @@ class RouterState:
     started_at: float = field(default_factory=time.time)
     recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT))
     waits: dict[str, deque[float]] = field(default_factory=dict)
+    ledger: Ledger = field(default_factory=Ledger)
 
     def __post_init__(self) -> None:
         self.pool.apply(self.config.upstreams)
@@ -90,6 +92,8 @@ class RouterState:
             kind = "forwarded"
         else:
             kind = "answered"
+            if outcome.action.startswith("fake") and (request.view.system or request.view.user):
+                self.ledger.ghost(len(request.raw))
         self.outcomes[kind] += 1
         wait = outcome.queue_wait
         if outcome.upstream and wait is not None:
@@ -109,6 +113,11 @@ class RouterState:
                 "total_ms": round(request.elapsed_ms(), 1),
             }
         )
+
+    def savings(self) -> dict[str, Any]:
+        """The savings ledger, with what the upstreams' warm restarts restored."""
+        restored = sum(u.warm.ledger.tokens_restored for u in self.pool.by_name.values() if u.warm)
+        return self.ledger.summary(restored)
 
     def status(self) -> dict[str, Any]:
         """The document served at GET /_router/status."""
@@ -130,6 +139,7 @@ class RouterState:
             "tasks": len(asyncio.all_tasks()),
             "requests": self.requests,
             "outcomes": {k: self.outcomes[k] for k in ("answered", "forwarded", "errors", "client_closed")},
+            "savings": self.savings(),
             "rules": [
                 {"name": r.name, "line": r.line, "action": r.label, "hits": self.hits[r.name]}
                 for r in config.table.rules

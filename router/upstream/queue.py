@@ -151,6 +151,19 @@ class PriorityGate:
                 self._heap = [t for t in self._heap if not t.left]
                 heapq.heapify(self._heap)
 
+    def hold(self, server: Server) -> bool:
+        """Take a slot of SERVER for the router's own work (saving its slot to disk), only when the
+        server runs nothing and nobody waits; give it back with release."""
+        if self.queued or server.in_flight or server.health.down:
+            return False
+        server.in_flight += 1
+        return True
+
+    def release(self, server: Server) -> None:
+        """Give back a slot taken with hold."""
+        server.in_flight -= 1
+        self.wake()
+
     def wake(self) -> None:
         """Grant waiting tickets while some server has a free slot (after a leave, a reload, a server's return)."""
         while self._heap:

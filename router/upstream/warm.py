@@ -1,0 +1,453 @@
+"""Warm restarts for llama-server: a one-slot server's slot (its KV cache) is saved to disk after a
+finished turn, and restored before the first turn after the server restarts, so that turn processes
+only what the saved prompt does not share with it instead of the whole prompt.
+
+llama-server does the saving and restoring (`--slot-save-path FOLDER`, `POST /slots/0?action=save`
+and `?action=restore`); the router decides when, names the files, and keeps an index of them in
+the same folder (which it must see: the server runs on this machine). A file is kept per
+conversation and per server identity (model, context, slot count, KV type), with the digests of its
+prompt's blocks (system and tools, then each message), so the best file for a new prompt is the one
+sharing the longest run of leading blocks. A save waits until the server has been idle for `idle`
+seconds with nothing queued (a save holds the slot about half a second for 12k tokens), and holds
+the server's slot in the router's gate while it runs. The folder is kept within `budget` bytes,
+oldest files first.
+
+A server counts as possibly restarted when the router starts, when it comes back after being down,
+and whenever it has been idle: before such a server's next turn the router asks `GET /slots`, and
+restores only into a slot that has never run a task (`id_task` -1 and nothing cached), so a server
+that kept its cache is never overwritten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from router.jsonutil import dumps_bytes, loads
+from router.log import logger, progress
+from router.upstream.client import ConnectFailed, ResponseFailed, UpstreamClient
+from router.upstream.queue import PriorityGate, Server
+
+INDEX_FILE = "ghost-router-slots.json"
+FILE_PREFIX = "ghost-router-"
+CALL_TIMEOUT = 120.0  # seconds for a save or restore: a big slot on a slow disk
+LOOK_TIMEOUT = 10.0  # seconds for GET /props and /slots: answered between two batches of an idle server
+ANSWER_LIMIT = 1 << 20  # bytes read of /slots, /props and save/restore answers
+PROMPT_FIELDS = ("system", "tools", "instructions", "systemInstruction")  # what precedes the turns
+TURN_FIELDS = ("messages", "input", "contents")
+IGNORED_KEYS = frozenset({"cache_control"})  # markers that move between turns but change no prompt token
+
+
+@dataclass(frozen=True)
+class SlotSaveConfig:
+    """An upstream's `slot_save` settings."""
+
+    folder: str  # the folder llama-server was started with (--slot-save-path), as this machine sees it
+    budget: int = 20 * 1024**3  # bytes of saved slots kept in the folder
+    idle: float = 3.0  # seconds a server must be idle after a turn before its slot is saved
+
+
+@dataclass
+class SavedSlot:
+    """One saved slot file and what it holds."""
+
+    file: str
+    identity: str  # the server it came from: model, context, slot count, KV type
+    conversation: str  # the digest of its prompt's first two blocks
+    blocks: list[str]  # cumulative digests of its prompt's blocks
+    tokens: int
+    size: int
+    saved_at: float
+
+
+def prompt_blocks(body: bytes) -> list[str]:
+    """Cumulative digests of the prompt in BODY (a JSON model turn of any API): one for what precedes
+    the turns (system prompt, tools), then one per message, each covering everything before it.
+    Empty when BODY is not such a request."""
+    try:
+        request = loads(body)
+        if not isinstance(request, dict):
+            return []
+        turns = next((request[name] for name in TURN_FIELDS if isinstance(request.get(name), list)), None)
+        if turns is None:
+            return []
+        head = {name: request[name] for name in PROMPT_FIELDS if name in request}
+        digest = hashlib.blake2b(digest_size=16)
+        blocks = []
+        for block in [head, *turns]:
+            digest.update(_canonical(block))
+            blocks.append(digest.copy().hexdigest())
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than anyone's prompt
+        return []
+    return blocks
+
+
+def _canonical(value: Any) -> bytes:
+    return json.dumps(_without_markers(value), sort_keys=True, ensure_ascii=False).encode()
+
+
+def _without_markers(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_markers(v) for k, v in value.items() if k not in IGNORED_KEYS}
+    if isinstance(value, list):
+        return [_without_markers(v) for v in value]
+    return value
+
+
+def shared_blocks(a: list[str], b: list[str]) -> int:
+    """How many leading blocks two prompts share."""
+    count = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        count += 1
+    return count
+
+
+class SlotFiles:
+    """The index of saved slot files in one folder: which to restore, adding, evicting."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.entries: dict[str, SavedSlot] = {}
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            raw = loads((self.folder / INDEX_FILE).read_bytes())
+            self.entries = {e["file"]: SavedSlot(**e) for e in raw["files"]}
+        except FileNotFoundError:
+            self.entries = {}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            logger.warning("slot_save: %s is unreadable (%s); starting a new index", self.folder / INDEX_FILE, exc)
+            self.entries = {}
+        for name in [n for n in self.entries if not (self.folder / n).exists()]:
+            del self.entries[name]  # deleted by hand, or never written
+
+    def write(self) -> None:
+        """Write the index (atomically: a crash leaves the old one)."""
+        temporary = self.folder / f".{INDEX_FILE}.tmp"
+        temporary.write_bytes(dumps_bytes({"files": [asdict(e) for e in self.entries.values()]}))
+        os.replace(temporary, self.folder / INDEX_FILE)
+
+    def best(self, identity: str, blocks: list[str]) -> tuple[SavedSlot, int] | None:
+        """The file of IDENTITY sharing the most leading blocks with BLOCKS (at least the system
+        prompt and tools; the newest among equals), with that count."""
+        best: tuple[SavedSlot, int] | None = None
+        for entry in self.entries.values():
+            if entry.identity != identity:
+                continue
+            shared = shared_blocks(entry.blocks, blocks)
+            if shared and (best is None or (shared, entry.saved_at) > (best[1], best[0].saved_at)):
+                best = (entry, shared)
+        return best
+
+    def add(self, entry: SavedSlot, budget: int) -> list[str]:
+        """Record ENTRY (replacing the file of the same name), then delete the oldest files while the
+        folder holds more than BUDGET bytes; returns the names deleted."""
+        self.entries[entry.file] = entry
+        deleted = []
+        for old in sorted(self.entries.values(), key=lambda e: e.saved_at):
+            if self.total() <= budget or old.file == entry.file:
+                break
+            with contextlib.suppress(FileNotFoundError):
+                (self.folder / old.file).unlink()
+            del self.entries[old.file]
+            deleted.append(old.file)
+        self.write()
+        return deleted
+
+    def total(self) -> int:
+        """Bytes of all files."""
+        return sum(e.size for e in self.entries.values())
+
+    def status(self) -> list[dict[str, Any]]:
+        """The files, newest first, for status and top."""
+        return [
+            {"file": e.file, "tokens": e.tokens, "bytes": e.size, "saved_at": e.saved_at}
+            for e in sorted(self.entries.values(), key=lambda e: -e.saved_at)
+        ]
+
+
+@dataclass
+class ServerWarmth:
+    """What the router knows of one server's slot."""
+
+    check: bool = True  # the server may have restarted since the router last saw its slot
+    comebacks: int = 0  # its health's count when last seen
+    identity: str | None = None
+    last_blocks: list[str] = field(default_factory=list)  # the prompt of the last finished turn
+    saved_blocks: list[str] = field(default_factory=list)  # the prompt of the last save
+    restored: bool = False  # the next finished turn is the first after a restore
+    warned: bool = False  # said once that it is not llama-server
+    save_task: asyncio.Task[None] | None = None
+
+
+@dataclass
+class WarmLedger:
+    """What warm restarts saved, for status, metrics, top and the shutdown line."""
+
+    saves: int = 0
+    restores: int = 0
+    refused: int = 0
+    tokens_restored: int = 0  # prompt tokens the first turn after a restore found in the cache
+
+
+class WarmStarts:
+    """One upstream's warm restarts."""
+
+    def __init__(self, upstream: str, config: SlotSaveConfig) -> None:
+        self.upstream, self.config = upstream, config
+        self.client: UpstreamClient | None = None  # the forwarding client, given with each turn
+        self.folder = Path(config.folder).expanduser()
+        self.files = SlotFiles(self.folder)
+        self.servers: dict[str, ServerWarmth] = {}
+        self.ledger = WarmLedger()
+
+    def reconfigure(self, config: SlotSaveConfig) -> None:
+        """Adopt CONFIG (a rules reload); a new folder means a new index."""
+        if Path(config.folder).expanduser() != self.folder:
+            self.folder = Path(config.folder).expanduser()
+            self.files = SlotFiles(self.folder)
+        self.config = config
+
+    def warmth(self, server: Server) -> ServerWarmth:
+        """SERVER's state, made on first use."""
+        return self.servers.setdefault(server.url, ServerWarmth())
+
+    async def before_turn(self, server: Server, blocks: list[str], client: UpstreamClient) -> None:
+        """Before a turn with prompt BLOCKS goes to SERVER (holding its slot): if the server may
+        have restarted and its slot is empty, restore the best saved file."""
+        self.client = client
+        state = self.warmth(server)
+        self._cancel_save(state)
+        if state.comebacks != server.health.comebacks:  # it was down and answers again
+            state.comebacks, state.check = server.health.comebacks, True
+        if not state.check or not blocks:
+            return
+        try:
+            identity = state.identity = await self._identity(server)
+            slots = await self._call(server, "GET", "/slots") if identity else None
+        except WarmError as exc:
+            if not exc.unreachable:  # a server that is down gets its error from the turn itself
+                state.check = False
+                logger.warning("slot_save: upstream '%s' at %s: %s; no restore", self.upstream, server.url, exc)
+            return
+        state.check = False
+        if identity is None:
+            if not state.warned:
+                state.warned = True
+                logger.warning(
+                    "slot_save: upstream '%s' at %s does not describe itself as llama-server does (GET /props); "
+                    "its slots are neither saved nor restored. Remove slot_save from it, or point it at llama-server",
+                    self.upstream,
+                    server.url,
+                )
+            return
+        if not _fresh(slots):
+            return
+        found = self.files.best(identity, blocks)
+        if found is None:
+            return
+        entry, shared = found
+        try:
+            answer = await self._call(server, "POST", "/slots/0?action=restore", {"filename": entry.file})
+        except WarmError as exc:
+            self.ledger.refused += 1
+            logger.warning(
+                "slot_save: upstream '%s' at %s refused to restore %s (%s); the prompt is processed in full",
+                self.upstream,
+                server.url,
+                entry.file,
+                exc,
+            )
+            return
+        self.ledger.restores += 1
+        state.restored = True
+        progress.info(
+            "upstream '%s' at %s: restored %s tokens from %s (shares %d of %d prompt blocks) in %.2f s",
+            self.upstream,
+            server.url,
+            answer.get("n_restored", "?"),
+            entry.file,
+            shared,
+            len(blocks),
+            _ms(answer, "restore_ms") / 1000,
+        )
+
+    def after_turn(self, server: Server, blocks: list[str], gate: PriorityGate) -> None:
+        """A turn with prompt BLOCKS finished on SERVER: schedule a save for when it is idle."""
+        state = self.warmth(server)
+        if not blocks or state.identity is None:  # not a model turn, or not llama-server
+            return
+        state.last_blocks = blocks
+        self._cancel_save(state)
+        state.save_task = asyncio.create_task(
+            self._save_when_idle(server, state, gate), name=f"ghost-router slot save {self.upstream}"
+        )
+
+    def _cancel_save(self, state: ServerWarmth) -> None:
+        if state.save_task is not None and not state.save_task.done():
+            state.save_task.cancel()
+        state.save_task = None
+
+    async def _save_when_idle(self, server: Server, state: ServerWarmth, gate: PriorityGate) -> None:
+        await asyncio.sleep(self.config.idle)
+        if not gate.hold(server):  # a turn is running or waiting: it goes first, the save waits for the next lull
+            return
+        state.check = True  # idle now: the server may restart before the next turn
+        try:
+            await self._save(server, state)
+        except (WarmError, OSError) as exc:
+            logger.warning("slot_save: upstream '%s' at %s: %s; not saved", self.upstream, server.url, exc)
+        finally:
+            gate.release(server)
+
+    async def _save(self, server: Server, state: ServerWarmth) -> None:
+        slots = await self._call(server, "GET", "/slots")
+        if state.restored:
+            state.restored = False
+            self.ledger.tokens_restored += _cached_tokens(slots)
+        if state.last_blocks == state.saved_blocks:
+            return  # the slot holds what was saved last
+        identity = state.identity
+        assert identity is not None
+        conversation = state.last_blocks[min(1, len(state.last_blocks) - 1)]
+        name = f"{FILE_PREFIX}{identity[:12]}-{conversation[:20]}.bin"
+        answer = await self._call(server, "POST", "/slots/0?action=save", {"filename": name})
+        tokens = answer.get("n_saved")
+        if not isinstance(tokens, int) or tokens <= 0:
+            return
+        size = _file_size(self.folder / name, answer)
+        entry = SavedSlot(name, identity, conversation, state.last_blocks, tokens, size, time.time())
+        deleted = self.files.add(entry, self.config.budget)
+        state.saved_blocks = state.last_blocks
+        self.ledger.saves += 1
+        progress.info(
+            "upstream '%s' at %s: saved its slot (%d tokens, %.0f MB) in %.2f s%s",
+            self.upstream,
+            server.url,
+            tokens,
+            size / 1e6,
+            _ms(answer, "save_ms") / 1000,
+            f"; deleted {len(deleted)} older file(s) to stay within the budget" if deleted else "",
+        )
+
+    async def _identity(self, server: Server) -> str | None:
+        """What a saved slot must match to be restored into SERVER: its model, context, slot count
+        and KV type, from GET /props. None for a server that is not llama-server."""
+        try:
+            props = await self._call(server, "GET", "/props")
+        except WarmError as exc:
+            if exc.unreachable:
+                raise
+            return None
+        settings = props.get("default_generation_settings") if isinstance(props, dict) else None
+        if not isinstance(settings, dict) or "n_ctx" not in settings:
+            return None
+        parts = [
+            props.get("model_path"),
+            settings.get("n_ctx"),
+            props.get("total_slots"),
+            props.get("cache_type_k"),
+            props.get("cache_type_v"),
+        ]
+        return hashlib.blake2b(json.dumps(parts).encode(), digest_size=16).hexdigest()
+
+    async def _call(self, server: Server, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """SERVER's JSON answer to METHOD PATH; raises WarmError for anything else."""
+        assert self.client is not None, "a turn came first"
+        headers = [("Content-Type", "application/json")] if body is not None else []
+        if server.authorization:
+            headers.append(("Authorization", server.authorization))
+        try:
+            response = await self.client.send(
+                method,
+                server.url + path,
+                headers,
+                dumps_bytes(body) if body is not None else b"",
+                LOOK_TIMEOUT,
+                CALL_TIMEOUT if body is not None else LOOK_TIMEOUT,
+            )
+        except ConnectFailed as exc:
+            raise WarmError(f"{method} {path}: cannot connect ({exc.reason})", unreachable=True) from None
+        except (ResponseFailed, TimeoutError) as exc:
+            raise WarmError(f"{method} {path} failed ({exc or 'timed out'})") from None
+        try:
+            raw = b""
+            while len(raw) < ANSWER_LIMIT and (chunk := await response.read_chunk()):
+                raw += chunk
+        except (ResponseFailed, TimeoutError) as exc:
+            response.close()
+            raise WarmError(f"{method} {path} broke off ({exc or 'timed out'})") from None
+        response.release()
+        try:
+            answer = loads(raw)
+        except ValueError:
+            answer = None
+        if response.status != 200:
+            error = answer.get("error") if isinstance(answer, dict) else None
+            message = error.get("message") if isinstance(error, dict) else error
+            raise WarmError(f"{method} {path} answered {response.status}: {message or raw[:200]!r}")
+        if answer is None:
+            raise WarmError(f"{method} {path} answered something that is not JSON")
+        return answer
+
+    def status(self) -> dict[str, Any]:
+        """For /_router/status and top."""
+        return {
+            "folder": str(self.folder),
+            "budget": self.config.budget,
+            "bytes": self.files.total(),
+            "files": self.files.status(),
+            **asdict(self.ledger),
+        }
+
+    def close(self) -> None:
+        """Cancel pending saves."""
+        for state in self.servers.values():
+            self._cancel_save(state)
+
+
+class WarmError(Exception):
+    """A slot call went wrong; the message says how. UNREACHABLE: nothing accepted the connection."""
+
+    def __init__(self, message: str, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
+
+
+def _fresh(slots: Any) -> bool:
+    """Whether llama-server's GET /slots shows a server that has run no task yet (just started)."""
+    if not isinstance(slots, list) or not slots:
+        return False
+    return all(isinstance(s, dict) and s.get("id_task", -1) == -1 and not s.get("is_processing") for s in slots)
+
+
+def _cached_tokens(slots: Any) -> int:
+    """Prompt tokens slot 0's last task found in its cache."""
+    if isinstance(slots, list) and slots and isinstance(slots[0], dict):
+        value = slots[0].get("n_prompt_tokens_cache")
+        return value if isinstance(value, int) and value > 0 else 0
+    return 0
+
+
+def _ms(answer: Any, name: str) -> float:
+    timings = answer.get("timings") if isinstance(answer, dict) else None
+    value = timings.get(name) if isinstance(timings, dict) else None
+    return float(value) if isinstance(value, (int, float)) else 0.0
+
+
+def _file_size(path: Path, answer: dict[str, Any]) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        written = answer.get("n_written")
+        return written if isinstance(written, int) else 0
