@@ -19,7 +19,7 @@ from router.app import STATE
 from router.config import parse_config
 from router.errors import RulesError
 from router.plugins import builtin_registry
-from router.upstream.warm import INDEX_FILE
+from router.upstream.slot_files import INDEX_FILE
 from tests.conftest import user_message
 
 SYSTEM = "You are a careful coding agent. " * 40

@@ -29,8 +29,8 @@ from router.upstream import admission
 from router.upstream.client import ConnectFailed, ResponseFailed, UpstreamClient, UpstreamResponse
 from router.upstream.pool import Upstream
 from router.upstream.queue import Server
+from router.upstream.slot_files import prompt_blocks
 from router.upstream.translation import Translation, plan
-from router.upstream.warm import prompt_blocks
 
 HOP_BY_HOP = frozenset(
     {

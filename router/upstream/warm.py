@@ -1,4 +1,4 @@
-"""Warm restarts for llama-server: a one-slot server's slot (its KV cache) is saved to disk after a
+"""Warm restarts for llama-server: a server's slot (its KV cache) is saved to disk after a
 finished turn, and restored before the first turn after the server restarts, so that turn processes
 only what the saved prompt does not share with it instead of the whole prompt.
 
@@ -21,10 +21,8 @@ that kept its cache is never overwritten.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,15 +32,11 @@ from router.jsonutil import dumps_bytes, loads
 from router.log import logger, progress
 from router.upstream.client import ConnectFailed, ResponseFailed, UpstreamClient
 from router.upstream.queue import PriorityGate, Server
+from router.upstream.slot_files import FILE_PREFIX, SavedSlot, SlotFiles
 
-INDEX_FILE = "ghost-router-slots.json"
-FILE_PREFIX = "ghost-router-"
 CALL_TIMEOUT = 120.0  # seconds for a save or restore: a big slot on a slow disk
 LOOK_TIMEOUT = 10.0  # seconds for GET /props and /slots: answered between two batches of an idle server
 ANSWER_LIMIT = 1 << 20  # bytes read of /slots, /props and save/restore answers
-PROMPT_FIELDS = ("system", "tools", "instructions", "systemInstruction")  # what precedes the turns
-TURN_FIELDS = ("messages", "input", "contents")
-IGNORED_KEYS = frozenset({"cache_control"})  # markers that move between turns but change no prompt token
 
 
 @dataclass(frozen=True)
@@ -52,128 +46,6 @@ class SlotSaveConfig:
     folder: str  # the folder llama-server was started with (--slot-save-path), as this machine sees it
     budget: int = 20 * 1024**3  # bytes of saved slots kept in the folder
     idle: float = 3.0  # seconds a server must be idle after a turn before its slot is saved
-
-
-@dataclass
-class SavedSlot:
-    """One saved slot file and what it holds."""
-
-    file: str
-    identity: str  # the server it came from: model, context, slot count, KV type
-    conversation: str  # the digest of its prompt's first two blocks
-    blocks: list[str]  # cumulative digests of its prompt's blocks
-    tokens: int
-    size: int
-    saved_at: float
-
-
-def prompt_blocks(body: bytes) -> list[str]:
-    """Cumulative digests of the prompt in BODY (a JSON model turn of any API): one for what precedes
-    the turns (system prompt, tools), then one per message, each covering everything before it.
-    Empty when BODY is not such a request."""
-    try:
-        request = loads(body)
-        if not isinstance(request, dict):
-            return []
-        turns = next((request[name] for name in TURN_FIELDS if isinstance(request.get(name), list)), None)
-        if turns is None:
-            return []
-        head = {name: request[name] for name in PROMPT_FIELDS if name in request}
-        digest = hashlib.blake2b(digest_size=16)
-        blocks = []
-        for block in [head, *turns]:
-            digest.update(_canonical(block))
-            blocks.append(digest.copy().hexdigest())
-    except (ValueError, RecursionError):  # not JSON, or nested deeper than anyone's prompt
-        return []
-    return blocks
-
-
-def _canonical(value: Any) -> bytes:
-    return json.dumps(_without_markers(value), sort_keys=True, ensure_ascii=False).encode()
-
-
-def _without_markers(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_markers(v) for k, v in value.items() if k not in IGNORED_KEYS}
-    if isinstance(value, list):
-        return [_without_markers(v) for v in value]
-    return value
-
-
-def shared_blocks(a: list[str], b: list[str]) -> int:
-    """How many leading blocks two prompts share."""
-    count = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        count += 1
-    return count
-
-
-class SlotFiles:
-    """The index of saved slot files in one folder: which to restore, adding, evicting."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.entries: dict[str, SavedSlot] = {}
-        self._load()
-
-    def _load(self) -> None:
-        try:
-            raw = loads((self.folder / INDEX_FILE).read_bytes())
-            self.entries = {e["file"]: SavedSlot(**e) for e in raw["files"]}
-        except FileNotFoundError:
-            self.entries = {}
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            logger.warning("slot_save: %s is unreadable (%s); starting a new index", self.folder / INDEX_FILE, exc)
-            self.entries = {}
-        for name in [n for n in self.entries if not (self.folder / n).exists()]:
-            del self.entries[name]  # deleted by hand, or never written
-
-    def write(self) -> None:
-        """Write the index (atomically: a crash leaves the old one)."""
-        temporary = self.folder / f".{INDEX_FILE}.tmp"
-        temporary.write_bytes(dumps_bytes({"files": [asdict(e) for e in self.entries.values()]}))
-        os.replace(temporary, self.folder / INDEX_FILE)
-
-    def best(self, identity: str, blocks: list[str]) -> tuple[SavedSlot, int] | None:
-        """The file of IDENTITY sharing the most leading blocks with BLOCKS (at least the system
-        prompt and tools; the newest among equals), with that count."""
-        best: tuple[SavedSlot, int] | None = None
-        for entry in self.entries.values():
-            if entry.identity != identity:
-                continue
-            shared = shared_blocks(entry.blocks, blocks)
-            if shared and (best is None or (shared, entry.saved_at) > (best[1], best[0].saved_at)):
-                best = (entry, shared)
-        return best
-
-    def add(self, entry: SavedSlot, budget: int) -> list[str]:
-        """Record ENTRY (replacing the file of the same name), then delete the oldest files while the
-        folder holds more than BUDGET bytes; returns the names deleted."""
-        self.entries[entry.file] = entry
-        deleted = []
-        for old in sorted(self.entries.values(), key=lambda e: e.saved_at):
-            if self.total() <= budget or old.file == entry.file:
-                break
-            with contextlib.suppress(FileNotFoundError):
-                (self.folder / old.file).unlink()
-            del self.entries[old.file]
-            deleted.append(old.file)
-        self.write()
-        return deleted
-
-    def total(self) -> int:
-        """Bytes of all files."""
-        return sum(e.size for e in self.entries.values())
-
-    def status(self) -> list[dict[str, Any]]:
-        """The files, newest first, for status and top."""
-        return [
-            {"file": e.file, "tokens": e.tokens, "bytes": e.size, "saved_at": e.saved_at}
-            for e in sorted(self.entries.values(), key=lambda e: -e.saved_at)
-        ]
 
 
 @dataclass
@@ -314,14 +186,15 @@ class WarmStarts:
         slots = await self._call(server, "GET", "/slots")
         if state.restored:
             state.restored = False
-            self.ledger.tokens_restored += _cached_tokens(slots)
+            self.ledger.tokens_restored += _cached_tokens(slots, _last_used_slot(slots))
         if state.last_blocks == state.saved_blocks:
             return  # the slot holds what was saved last
         identity = state.identity
         assert identity is not None
         conversation = state.last_blocks[min(1, len(state.last_blocks) - 1)]
         name = f"{FILE_PREFIX}{identity[:12]}-{conversation[:20]}.bin"
-        answer = await self._call(server, "POST", "/slots/0?action=save", {"filename": name})
+        slot = _last_used_slot(slots)
+        answer = await self._call(server, "POST", f"/slots/{slot}?action=save", {"filename": name})
         tokens = answer.get("n_saved")
         if not isinstance(tokens, int) or tokens <= 0:
             return
@@ -431,11 +304,24 @@ def _fresh(slots: Any) -> bool:
     return all(isinstance(s, dict) and s.get("id_task", -1) == -1 and not s.get("is_processing") for s in slots)
 
 
-def _cached_tokens(slots: Any) -> int:
-    """Prompt tokens slot 0's last task found in its cache."""
-    if isinstance(slots, list) and slots and isinstance(slots[0], dict):
-        value = slots[0].get("n_prompt_tokens_cache")
-        return value if isinstance(value, int) and value > 0 else 0
+def _last_used_slot(slots: Any) -> int:
+    """The id of the slot that ran the newest task (the turn that just finished), 0 if unknown."""
+    used = (
+        [s for s in slots if isinstance(s, dict) and isinstance(s.get("id_task"), int)]
+        if isinstance(slots, list)
+        else []
+    )
+    newest = max(used, key=lambda s: s["id_task"], default={})
+    slot = newest.get("id", 0)
+    return slot if isinstance(slot, int) and slot >= 0 else 0
+
+
+def _cached_tokens(slots: Any, slot: int) -> int:
+    """Prompt tokens the last task of SLOT found in its cache."""
+    for entry in slots if isinstance(slots, list) else []:
+        if isinstance(entry, dict) and entry.get("id", 0) == slot:
+            value = entry.get("n_prompt_tokens_cache")
+            return value if isinstance(value, int) and value > 0 else 0
     return 0
 
 
