@@ -5,7 +5,8 @@ the line `serve` prints when it stops.
   server would have done for them (an upper bound: part of a ghost's prompt might have been in a
   server's cache).
 - Prompt tokens a server found in its cache thanks to the router, measured by the server: the first
-  turn after a warm restart (llama-server's `n_prompt_tokens_cache` after a restored slot).
+  turn after a warm restart (its prompt's size less the tokens llama-server's /metrics say it
+  processed; without --metrics, the tokens restored, an upper bound).
 - Time: those tokens at the prefill rate the servers showed (tokens processed over the time they
   took, measured while requests were in prefill); unknown until a prefill was measured.
 """

@@ -12,15 +12,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
-from router.app import STATE
+from router.app import STATE, build_app
 from router.config import parse_config
 from router.errors import RulesError
 from router.plugins import builtin_registry
+from router.servers.llama import LlamaServer
 from router.upstream.slot_files import INDEX_FILE
 from tests.conftest import user_message
+from tests.servers import require_llama_server
 
 SYSTEM = "You are a careful coding agent. " * 40
 
@@ -33,7 +36,8 @@ class FakeLlama:
     folder: Path
     slot: list[str] = field(default_factory=list)
     id_task: int = -1
-    cached: int = 0  # words of the last turn found in the slot
+    prompt_size: int = 0  # words of the last turn's prompt
+    processed: int = 0  # words processed since the server started (its prompt_tokens_total)
     refuse_restore: bool = False
     props: bool = True
     calls: list[str] = field(default_factory=list)
@@ -41,12 +45,13 @@ class FakeLlama:
 
     def restart(self) -> None:
         """What a restarted server has: an empty slot that has run nothing."""
-        self.slot, self.id_task, self.cached = [], -1, 0
+        self.slot, self.id_task, self.prompt_size, self.processed = [], -1, 0, 0
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/props", self.get_props)
         app.router.add_get("/slots", self.get_slots)
+        app.router.add_get("/metrics", self.get_metrics)
         app.router.add_post("/slots/{id}", self.slot_action)
         app.router.add_post("/v1/messages", self.messages)
         return app
@@ -56,13 +61,24 @@ class FakeLlama:
         if not self.props:
             return web.json_response({"error": "not found"}, status=404)
         return web.json_response(
-            {"model_path": "/models/m.gguf", "total_slots": 1, "default_generation_settings": {"n_ctx": 4096}}
+            {
+                "model_path": "/models/m.gguf",
+                "total_slots": 1,
+                "endpoint_metrics": True,
+                "default_generation_settings": {"n_ctx": 4096},
+            }
         )
 
     async def get_slots(self, request: web.Request) -> web.Response:
         self.calls.append("slots")
-        return web.json_response(
-            [{"id": 0, "id_task": self.id_task, "is_processing": False, "n_prompt_tokens_cache": self.cached}]
+        slot = {"id": 0, "n_ctx": 4096, "is_processing": False}
+        if self.id_task >= 0:  # a server that has run nothing shows no task
+            slot |= {"id_task": self.id_task, "n_prompt_tokens": self.prompt_size, "n_prompt_tokens_cache": 0}
+        return web.json_response([slot])
+
+    async def get_metrics(self, request: web.Request) -> web.Response:
+        return web.Response(
+            text=f"# TYPE llamacpp:prompt_tokens_total counter\nllamacpp:prompt_tokens_total {self.processed}\n"
         )
 
     async def slot_action(self, request: web.Request) -> web.Response:
@@ -92,7 +108,8 @@ class FakeLlama:
             if a != b:
                 break
             shared += 1
-        self.slot, self.cached, self.id_task = prompt, shared, self.id_task + 1
+        self.slot, self.prompt_size, self.id_task = prompt, len(prompt), self.id_task + 1
+        self.processed += len(prompt) - shared
         return web.json_response(
             {
                 "id": "msg_1",
@@ -238,3 +255,50 @@ async def test_a_missing_folder_is_a_rules_error_that_says_what_to_do(tmp_path):
         text = rules("http://127.0.0.1:9", tmp_path / "nowhere").format()
         parse_config(text, "rules.yaml", builtin_registry())
     assert "slot_save.folder" in str(error.value) and "--slot-save-path" in str(error.value)
+
+
+async def llama_metrics(url: str) -> dict[str, float]:
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as response:
+        text = await response.text()
+    return {
+        name.removeprefix("llamacpp:"): float(value)
+        for name, value in (line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("llamacpp:"))
+    }
+
+
+async def test_a_real_llama_server_restarted_reads_only_the_new_conversations_words(
+    aiohttp_server, sdk, tmp_path, unused_tcp_port
+):
+    require_llama_server()
+    folder = tmp_path / "slots"
+    folder.mkdir()
+    llama = LlamaServer(port=unused_tcp_port, extra=["--slot-save-path", str(folder)], log_path=tmp_path / "llama.log")
+    await llama.start()
+    try:
+        text = rules(llama.url, folder).format()
+        router = await aiohttp_server(build_app(parse_config(text, "rules.yaml", builtin_registry())))
+        client = sdk(router, timeout=900)
+        system = "You are a coding agent. Follow the project's conventions and keep answers short. " * 60
+
+        async def turn(words: str) -> Any:
+            async with client.messages.stream(
+                model="smollm2", max_tokens=8, system=system, messages=[{"role": "user", "content": words}]
+            ) as stream:
+                return await stream.get_final_message()
+
+        before = await llama_metrics(llama.url)
+        await turn("Say hello.")
+        first = (await llama_metrics(llama.url))["prompt_tokens_total"] - before["prompt_tokens_total"]
+        await until(lambda: warm(router).ledger.saves == 1, timeout=300)
+        assert any(folder.glob("ghost-router-*.bin"))
+
+        await llama.stop()
+        await llama.start()
+        await turn("Name one prime number.")
+        second = (await llama_metrics(llama.url))["prompt_tokens_total"]
+        assert warm(router).ledger.restores == 1
+        assert second < first * 0.1, f"after the restart the server processed {second} of {first} tokens"
+        await until(lambda: warm(router).ledger.tokens_restored > 0, timeout=300)
+        print(f"\nfirst turn: {first:.0f} prompt tokens processed; after a restart: {second:.0f}")
+    finally:
+        await llama.stop()

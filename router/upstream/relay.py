@@ -129,7 +129,7 @@ async def relay(
                 ):
                     yield part
                 if warm and trace.upstream_status is not None and trace.upstream_status < 400:
-                    warm.after_turn(ticket.server, blocks, upstream.gate)
+                    await warm.after_turn(ticket.server, blocks, upstream.gate)
                 return
             except UpstreamRefused:
                 # another server of the pool takes it; a request that had to queue also waits for a

@@ -14,8 +14,8 @@ oldest files first.
 
 A server counts as possibly restarted when the router starts, when it comes back after being down,
 and whenever it has been idle: before such a server's next turn the router asks `GET /slots`, and
-restores only into a slot that has never run a task (`id_task` -1 and nothing cached), so a server
-that kept its cache is never overwritten.
+restores only into a server that has run no task since it started (its slots show no `id_task`),
+so a server that kept its cache is never overwritten.
 """
 
 from __future__ import annotations
@@ -57,7 +57,9 @@ class ServerWarmth:
     identity: str | None = None
     last_blocks: list[str] = field(default_factory=list)  # the prompt of the last finished turn
     saved_blocks: list[str] = field(default_factory=list)  # the prompt of the last save
-    restored: bool = False  # the next finished turn is the first after a restore
+    metrics: bool = False  # it serves GET /metrics (started with --metrics)
+    restored: int = 0  # tokens restored before the turn running now (0: none)
+    processed_before: float | None = None  # its prompt_tokens_total counter just before that turn
     warned: bool = False  # said once that it is not llama-server
     save_task: asyncio.Task[None] | None = None
 
@@ -105,7 +107,7 @@ class WarmStarts:
         if not state.check or not blocks:
             return
         try:
-            identity = state.identity = await self._identity(server)
+            identity = state.identity = await self._identity(server, state)
             slots = await self._call(server, "GET", "/slots") if identity else None
         except WarmError as exc:
             if not exc.unreachable:  # a server that is down gets its error from the turn itself
@@ -142,7 +144,9 @@ class WarmStarts:
             )
             return
         self.ledger.restores += 1
-        state.restored = True
+        restored = answer.get("n_restored")
+        state.restored = restored if isinstance(restored, int) and restored > 0 else 0
+        state.processed_before = await self._processed(server) if state.metrics else None
         progress.info(
             "upstream '%s' at %s: restored %s tokens from %s (shares %d of %d prompt blocks) in %.2f s",
             self.upstream,
@@ -154,11 +158,14 @@ class WarmStarts:
             _ms(answer, "restore_ms") / 1000,
         )
 
-    def after_turn(self, server: Server, blocks: list[str], gate: PriorityGate) -> None:
-        """A turn with prompt BLOCKS finished on SERVER: schedule a save for when it is idle."""
+    async def after_turn(self, server: Server, blocks: list[str], gate: PriorityGate) -> None:
+        """A turn with prompt BLOCKS finished on SERVER: count what a restore before it saved, and
+        schedule a save for when the server is idle."""
         state = self.warmth(server)
         if not blocks or state.identity is None:  # not a model turn, or not llama-server
             return
+        if state.restored:
+            await self._count_restored(server, state)
         state.last_blocks = blocks
         self._cancel_save(state)
         state.save_task = asyncio.create_task(
@@ -182,11 +189,51 @@ class WarmStarts:
         finally:
             gate.release(server)
 
+    async def _count_restored(self, server: Server, state: ServerWarmth) -> None:
+        """The first turn after a restore is done: the tokens of its prompt the server did not
+        process (its prompt's size from GET /slots, less what /metrics says it processed; without
+        --metrics, the tokens restored, at most the prompt's size: an upper bound)."""
+        restored, before = state.restored, state.processed_before
+        state.restored, state.processed_before = 0, None
+        try:
+            slots = await self._call(server, "GET", "/slots")
+            prompt = _prompt_tokens(slots, _last_used_slot(slots))
+            after = await self._processed(server) if before is not None else None
+        except WarmError as exc:
+            logger.warning(
+                "slot_save: upstream '%s' at %s: %s; the restore's saving is not counted",
+                self.upstream,
+                server.url,
+                exc,
+            )
+            return
+        if prompt is None:
+            return
+        reused = (
+            max(0, prompt - int(after - before)) if after is not None and before is not None else min(restored, prompt)
+        )
+        self.ledger.tokens_restored += reused
+        progress.info(
+            "upstream '%s' at %s: the first turn after the restore found %d of its %d prompt tokens in the cache",
+            self.upstream,
+            server.url,
+            reused,
+            prompt,
+        )
+
+    async def _processed(self, server: Server) -> float | None:
+        """SERVER's prompt_tokens_total counter (GET /metrics), None when it has none."""
+        text = await self._call(server, "GET", "/metrics", raw=True)
+        for line in text.decode("utf-8", "replace").splitlines():
+            if line.startswith("llamacpp:prompt_tokens_total "):
+                try:
+                    return float(line.split()[1])
+                except (IndexError, ValueError):
+                    return None
+        return None
+
     async def _save(self, server: Server, state: ServerWarmth) -> None:
         slots = await self._call(server, "GET", "/slots")
-        if state.restored:
-            state.restored = False
-            self.ledger.tokens_restored += _cached_tokens(slots, _last_used_slot(slots))
         if state.last_blocks == state.saved_blocks:
             return  # the slot holds what was saved last
         identity = state.identity
@@ -213,9 +260,10 @@ class WarmStarts:
             f"; deleted {len(deleted)} older file(s) to stay within the budget" if deleted else "",
         )
 
-    async def _identity(self, server: Server) -> str | None:
+    async def _identity(self, server: Server, state: ServerWarmth) -> str | None:
         """What a saved slot must match to be restored into SERVER: its model, context, slot count
-        and KV type, from GET /props. None for a server that is not llama-server."""
+        and build, from GET /props (which does not tell the KV type: llama-server refuses a file of
+        another KV type itself). None for a server that is not llama-server."""
         try:
             props = await self._call(server, "GET", "/props")
         except WarmError as exc:
@@ -225,17 +273,20 @@ class WarmStarts:
         settings = props.get("default_generation_settings") if isinstance(props, dict) else None
         if not isinstance(settings, dict) or "n_ctx" not in settings:
             return None
+        state.metrics = props.get("endpoint_metrics") is True
         parts = [
             props.get("model_path"),
+            props.get("model_ftype"),
             settings.get("n_ctx"),
             props.get("total_slots"),
-            props.get("cache_type_k"),
-            props.get("cache_type_v"),
+            props.get("build_info"),
         ]
         return hashlib.blake2b(json.dumps(parts).encode(), digest_size=16).hexdigest()
 
-    async def _call(self, server: Server, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        """SERVER's JSON answer to METHOD PATH; raises WarmError for anything else."""
+    async def _call(
+        self, server: Server, method: str, path: str, body: dict[str, Any] | None = None, raw: bool = False
+    ) -> Any:
+        """SERVER's JSON answer to METHOD PATH (its bytes, RAW); raises WarmError for anything else."""
         assert self.client is not None, "a turn came first"
         headers = [("Content-Type", "application/json")] if body is not None else []
         if server.authorization:
@@ -254,21 +305,23 @@ class WarmStarts:
         except (ResponseFailed, TimeoutError) as exc:
             raise WarmError(f"{method} {path} failed ({exc or 'timed out'})") from None
         try:
-            raw = b""
-            while len(raw) < ANSWER_LIMIT and (chunk := await response.read_chunk()):
-                raw += chunk
+            data = b""
+            while len(data) < ANSWER_LIMIT and (chunk := await response.read_chunk()):
+                data += chunk
         except (ResponseFailed, TimeoutError) as exc:
             response.close()
             raise WarmError(f"{method} {path} broke off ({exc or 'timed out'})") from None
         response.release()
+        if raw and response.status == 200:
+            return data
         try:
-            answer = loads(raw)
+            answer = loads(data)
         except ValueError:
             answer = None
         if response.status != 200:
             error = answer.get("error") if isinstance(answer, dict) else None
             message = error.get("message") if isinstance(error, dict) else error
-            raise WarmError(f"{method} {path} answered {response.status}: {message or raw[:200]!r}")
+            raise WarmError(f"{method} {path} answered {response.status}: {message or data[:200]!r}")
         if answer is None:
             raise WarmError(f"{method} {path} answered something that is not JSON")
         return answer
@@ -298,7 +351,8 @@ class WarmError(Exception):
 
 
 def _fresh(slots: Any) -> bool:
-    """Whether llama-server's GET /slots shows a server that has run no task yet (just started)."""
+    """Whether llama-server's GET /slots shows a server that has run no task yet (just started: its
+    slots have no `id_task`, or -1)."""
     if not isinstance(slots, list) or not slots:
         return False
     return all(isinstance(s, dict) and s.get("id_task", -1) == -1 and not s.get("is_processing") for s in slots)
@@ -316,13 +370,13 @@ def _last_used_slot(slots: Any) -> int:
     return slot if isinstance(slot, int) and slot >= 0 else 0
 
 
-def _cached_tokens(slots: Any, slot: int) -> int:
-    """Prompt tokens the last task of SLOT found in its cache."""
+def _prompt_tokens(slots: Any, slot: int) -> int | None:
+    """The size of the prompt SLOT's last task had."""
     for entry in slots if isinstance(slots, list) else []:
         if isinstance(entry, dict) and entry.get("id", 0) == slot:
-            value = entry.get("n_prompt_tokens_cache")
-            return value if isinstance(value, int) and value > 0 else 0
-    return 0
+            value = entry.get("n_prompt_tokens")
+            return value if isinstance(value, int) and value > 0 else None
+    return None
 
 
 def _ms(answer: Any, name: str) -> float:
