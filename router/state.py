@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 
 from router import __version__
+from router.answers import Trace
 from router.config import PluginRules, RouterConfig
 from router.errors import CLIENT_CLOSED
 from router.outcome import Outcome
@@ -50,6 +51,7 @@ class RouterState:
     started_at: float = field(default_factory=time.time)
     recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT))
     waits: dict[str, deque[float]] = field(default_factory=dict)
+    live: dict[str, tuple[Request, str, Trace]] = field(default_factory=dict)  # forwards under way, by id
 
     def __post_init__(self) -> None:
         self.pool.apply(self.config.upstreams)
@@ -80,8 +82,34 @@ class RouterState:
         """What actions may use, with the plugin set in force now."""
         return Services(self.pool, self.client, self.session, self.plugins)
 
+    def forwarding(self, request: Request, rule: str, trace: Trace) -> None:
+        """A request whose answer is relayed from an upstream, shown at status until `finished`."""
+        self.live[request.id] = (request, rule, trace)
+
+    def in_flight(self) -> list[dict[str, Any]]:
+        """The forwards under way, oldest first: queued (place in line), waiting for the server
+        (prefill progress from llama-server's slots) or answering."""
+        items = []
+        for request, rule, trace in self.live.values():
+            items.append(
+                {
+                    "id": request.id,
+                    "client": request.client or "-",
+                    "method": request.method,
+                    "path": request.path,
+                    "model": request.view.model,
+                    "rule": rule,
+                    "upstream": trace.upstream,
+                    "priority": trace.priority,
+                    "elapsed_ms": round(request.elapsed_ms(), 1),
+                    **(trace.now() if trace.now else {"state": "starting"}),
+                }
+            )
+        return items
+
     def finished(self, request: Request, outcome: Outcome) -> None:
         """Count a finished request for status, top and metrics."""
+        self.live.pop(request.id, None)
         if outcome.status == CLIENT_CLOSED:
             kind = "client_closed"
         elif outcome.status >= 400 or outcome.status == 0:
@@ -139,5 +167,6 @@ class RouterState:
             "default_upstream": config.default_upstream,
             "max_body": config.max_body,
             "limits": dataclasses.asdict(config.limits),
+            "in_flight": self.in_flight(),
             "recent": list(self.recent),
         }
