@@ -282,3 +282,16 @@ async def test_the_sdks_accept_answers_with_the_headers(make_router, upstream, s
         assert "".join(c.choices[0].delta.content or "" for c in pieces if c.choices) == "tok0 tok1 tok2 "
     finally:
         await chat.close()
+
+
+async def test_a_request_whose_server_refuses_leaves_nothing_followed(aiohttp_server, http, closed_port):
+    config = parse_config(
+        textwrap.dedent(FAST).format(upstream=f"http://127.0.0.1:{closed_port}"), "t.yaml", builtin_registry()
+    )
+    router = await aiohttp_server(build_app(config))
+    client = await http(router)
+    failed = await client.post("/v1/messages", json={"model": "m", "max_tokens": 5, "messages": user_message("hi")})
+    assert failed.status == 502
+    timing_of(failed.headers)
+    server = router.app[STATE].pool["local"].servers[0]
+    assert slots.watch(server).waiting == [] and await in_flight(client) == []

@@ -203,6 +203,7 @@ async def _exchange(
         else:
             up = await sending
     except ConnectFailed as exc:
+        waiting.cancel()  # no answer will come: no more lines, no more /slots for it
         _count_error(upstream, server)
         server.health.mark_down(exc.reason)
         raise UpstreamRefused(
@@ -211,6 +212,7 @@ async def _exchange(
             f"Start the server there, or fix upstreams.{upstream.name}.url in the rules file (or --upstream).",
         ) from None
     except TimeoutError:
+        waiting.cancel()
         _count_error(upstream, server)
         raise UpstreamUnavailable(
             504,
@@ -218,6 +220,7 @@ async def _exchange(
             f"{config.idle_timeout:g}s (idle_timeout). Check the server; raise idle_timeout for slow prompts.",
         ) from None
     except ResponseFailed as exc:
+        waiting.cancel()
         _count_error(upstream, server)
         raise UpstreamUnavailable(
             502, f"ghost-router: upstream '{upstream.name}' at {server.url} failed before answering: it {exc}."

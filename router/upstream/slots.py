@@ -134,6 +134,9 @@ class SlotWatch:
         """Stop following PREFILL (its answer started, or it failed)."""
         if prefill in self.waiting:
             self.waiting.remove(prefill)
+        if not self.waiting and self._task is not None:
+            self._task.cancel()  # nothing left to follow (a new request starts a new poll)
+            self._task = None
 
     async def _poll(self, client: UpstreamClient, headers: list[tuple[str, str]]) -> None:
         try:
@@ -149,14 +152,15 @@ class SlotWatch:
                 self.pair(slots, time.monotonic())
                 await asyncio.sleep(POLL_EVERY)
         finally:
-            self._task = None
+            if self._task is asyncio.current_task():
+                self._task = None
 
     async def _ask(self, client: UpstreamClient, headers: list[tuple[str, str]]) -> list[dict[str, Any]] | None:
         """The server's slots, or None when it has no /slots (or did not answer in time)."""
         self.polls += 1
         try:
             up = await client.send("GET", self.server.url + "/slots", headers, b"", TIMEOUT, TIMEOUT)
-        except (ConnectFailed, ResponseFailed, TimeoutError):
+        except (ConnectFailed, ResponseFailed, TimeoutError, RuntimeError):  # RuntimeError: the router is closing
             return []  # the forwarded request reports the server's failure; try again next time
         try:
             body, size = [], 0
