@@ -57,6 +57,10 @@ def progress_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "ghost_router.progress"]
 
 
+def queue_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [line for line in progress_lines(caplog) if " queued for upstream " in line]
+
+
 async def in_flight(client: Any) -> list[dict[str, Any]]:
     response = await client.get("/_router/status")
     return (await response.json())["in_flight"]
@@ -95,7 +99,8 @@ async def test_prefill_progress_shows_in_status_top_and_the_log(make_router, ups
     item = await entry_with(client, lambda i: prefill_of(i).get("processed") == 6144, "the second report")
     second = item["progress"]
     assert second["rate"] > 0 and second["eta_s_estimate"] is not None, second
-    assert second["eta_s_estimate"] == pytest.approx((estimate - 6144) / second["rate"], rel=0.01, abs=0.1)
+    # what is left at that rate, counting down since the report
+    assert 0 <= second["eta_s_estimate"] <= (estimate - 6144) / second["rate"] * 1.01 + 0.1
     assert item["upstream"] == "local" and item["rule"] == "main" and item["path"] == "/v1/messages"
 
     code, screen, err = await top_once(str(router.make_url("")).rstrip("/"))
@@ -189,14 +194,14 @@ async def test_queued_requests_show_their_place_in_status_top_and_the_log(make_r
     await upstream.wait_for(1)
     background = send("claude-3-5-haiku", "background")
     await entry_with(client, lambda i: i.get("state") == "queued", "the background request queued")
-    assert "(this one 1st of 1 in line)" in progress_lines(caplog)[-1], progress_lines(caplog)
+    assert "(this one 1st of 1 in line)" in queue_lines(caplog)[-1], progress_lines(caplog)
     user = send("m", "user turn")
     items = await until(
         lambda: _queued(client, 2), "two queued requests"
     )  # the user's turn goes ahead of the background one
     places = {item["priority"]: (item["place"], item["in_line"]) for item in items}
     assert places == {"user": (1, 2), "background": (2, 2)}, items
-    assert "(this one 1st of 2 in line)" in progress_lines(caplog)[-1]
+    assert "(this one 1st of 2 in line)" in queue_lines(caplog)[-1], progress_lines(caplog)
     screen = (await top_once(str(router.make_url("")).rstrip("/")))[1]
     assert re.search(r"^\d{6}\s+.*\s+queued, 1st of 2 in line$", screen, re.M), screen
     assert re.search(r"^\d{6}\s+.*\s+queued, 2nd of 2 in line$", screen, re.M), screen

@@ -85,9 +85,12 @@ class Prefill:
 
     @property
     def eta(self) -> float | None:
-        """Estimated seconds until the prompt is read (None while no rate is known)."""
+        """Estimated seconds until the prompt is read (None while no rate is known), counting down
+        between reports: llama-server reports once per batch of the prompt (2048 tokens by default)."""
         rate, left = self.rate, self.estimate - self.cached - self.processed
-        return None if not rate or self.generated else max(left, 0) / rate
+        if not rate or self.generated or self._last is None:
+            return None
+        return max(max(left, 0) / rate - (time.monotonic() - self._last[0]), 0.0)
 
     def status(self) -> dict[str, object] | None:
         """For /_router/status: None until paired with a slot."""
