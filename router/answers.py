@@ -6,7 +6,7 @@ client, so no other module touches the aiohttp response.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 SSE_HEADERS = (("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-cache"))
@@ -57,6 +57,10 @@ class Trace:
     upstream_time: float | None = None
     upstream_status: int | None = None
     notes: list[str] = field(default_factory=list)
+    queue_started: float | None = None  # perf_counter when it entered its upstream's queue
+    sent_at: float | None = None  # when it was sent to its server (the latest try)
+    answered_at: float | None = None  # when that server's answer (status and headers) arrived
+    now: Callable[[], dict[str, object]] | None = None  # what it is doing now (queue place, prefill), for status
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import posixpath
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from urllib.parse import unquote
@@ -132,6 +133,7 @@ async def handle(http: web.Request) -> web.StreamResponse:
     request = new_request(http.method, path, query, raw_path, http.headers, b"", protocol, kind)
     state.requests += 1
     decided = Decided()
+    since = request.started
     result: Result | None = None
     status, bytes_out, note = 0, 0, ""
     try:
@@ -140,14 +142,17 @@ async def handle(http: web.Request) -> web.StreamResponse:
             if http.method in ("GET", "HEAD") and path in PAGES:
                 return await _page(http, state, path)
             raw = await _read_body(http, config)
+            since = time.perf_counter()  # the clock of the timing headers (router.respond)
             request = replace(request, raw=raw)  # a body that does not parse is still logged and recorded
             request = parse_request(request)
             result = await _route(request, state, config, plugins, decided)
-            sent = await respond.send(http, result, protocol, config.limits.send_timeout)
+            if isinstance(result, Streamed):
+                state.forwarding(request, decided.rule, result.trace)
+            sent = await respond.send(http, result, protocol, config.limits.send_timeout, since)
         except RouterError as error:
             note = error.message if len(error.message) <= 300 else error.message[:297] + "..."
             sent = await respond.send(
-                http, await _error_answer(request, error, plugins), protocol, config.limits.send_timeout
+                http, await _error_answer(request, error, plugins), protocol, config.limits.send_timeout, since
             )
         status, bytes_out, note = sent.status, sent.bytes_out, sent.note or note
         return sent.response

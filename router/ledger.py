@@ -26,30 +26,18 @@ class Ledger:
 
     ghost_turns: int = 0
     ghost_prompt_tokens: int = 0
-    measured_prefill_tokens: int = 0
-    measured_prefill_seconds: float = 0.0
 
     def ghost(self, body_bytes: int) -> None:
         """A model turn of BODY_BYTES was answered here."""
         self.ghost_turns += 1
         self.ghost_prompt_tokens += quick_estimate(body_bytes)
 
-    def prefill(self, tokens: int, seconds: float) -> None:
-        """A server processed TOKENS of prompt in SECONDS."""
-        if tokens > 0 and seconds > 0:
-            self.measured_prefill_tokens += tokens
-            self.measured_prefill_seconds += seconds
-
-    @property
-    def prefill_rate(self) -> float | None:
-        """Prompt tokens per second the servers processed, once enough were measured."""
-        if self.measured_prefill_tokens < MIN_MEASURED_TOKENS:
-            return None
-        return self.measured_prefill_tokens / self.measured_prefill_seconds
-
-    def summary(self, restored_tokens: int) -> dict[str, float | int | None]:
-        """The ledger with RESTORED_TOKENS (from the upstreams' warm restarts) and the time saved."""
-        rate = self.prefill_rate
+    def summary(
+        self, restored_tokens: int, prefill_tokens: int, prefill_seconds: float
+    ) -> dict[str, float | int | None]:
+        """The ledger with RESTORED_TOKENS (from the upstreams' warm restarts) and the time saved at
+        the rate of PREFILL_TOKENS in PREFILL_SECONDS (what the servers were seen processing)."""
+        rate = prefill_tokens / prefill_seconds if prefill_tokens >= MIN_MEASURED_TOKENS and prefill_seconds else None
         tokens = self.ghost_prompt_tokens + restored_tokens
         return {
             "ghost_turns": self.ghost_turns,

@@ -1,17 +1,24 @@
 """The one place that writes answers to the client: whole answers in one write, streamed ones part
 by part as they arrive, each write bounded by the send timeout (a client that stops reading, say
-a terminal stopped with Ctrl-Z, is dropped and its upstream slot freed)."""
+a terminal stopped with Ctrl-Z, is dropped and its upstream slot freed).
+
+Every answer carries the router's timing up to its head (docs/operate.md, "Response headers"):
+  x-ghost-router-queue-ms     the wait in the upstream's queue for a slot (0 for answers made here)
+  x-ghost-router-overhead-ms  the router's own time: from the request's body read whole to the head
+                              going out, minus the queue wait and the wait for the upstream's head
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass
 
 from aiohttp import web
 from multidict import CIMultiDict
 
-from router.answers import Answer, Head, Result, Streamed
+from router.answers import Answer, Head, Result, Streamed, Trace
 from router.errors import RouterError
 from router.protocols.base import Protocol
 
@@ -30,18 +37,48 @@ class Sent:
     note: str = ""
 
 
-async def send(http: web.BaseRequest, result: Result, protocol: Protocol, send_timeout: float) -> Sent:
+QUEUE_HEADER = "x-ghost-router-queue-ms"
+OVERHEAD_HEADER = "x-ghost-router-overhead-ms"
+
+
+async def send(
+    http: web.BaseRequest, result: Result, protocol: Protocol, send_timeout: float, since: float | None = None
+) -> Sent:
     """Write RESULT. A RouterError raised before any header went out is the caller's to answer;
-    after that, an event stream gets the protocol's error event and anything else is cut short."""
+    after that, an event stream gets the protocol's error event and anything else is cut short.
+    SINCE (perf_counter: when the request was read) starts the clock of the timing headers."""
     if isinstance(result, Answer):
-        response = web.Response(status=result.status, body=result.body, headers=CIMultiDict(result.headers))
+        response = web.Response(status=result.status, body=result.body, headers=_timed(result.headers, since, None))
         await _bounded(response.prepare(http), http, send_timeout)
         await _bounded(response.write_eof(), http, send_timeout)
         return Sent(response, result.status, len(result.body))
-    return await _relay(http, result, protocol, send_timeout)
+    return await _relay(http, result, protocol, send_timeout, since)
 
 
-async def _relay(http: web.BaseRequest, result: Streamed, protocol: Protocol, send_timeout: float) -> Sent:
+def _timed(headers: tuple[tuple[str, str], ...], since: float | None, trace: Trace | None) -> CIMultiDict[str]:
+    """HEADERS plus the timing headers (replacing any an upstream sent), measured now."""
+    merged: CIMultiDict[str] = CIMultiDict(headers)
+    if since is None:
+        return merged
+    now = time.perf_counter()
+    queue = upstream = 0.0
+    if trace is not None:
+        if trace.queue_wait is not None:
+            queue = trace.queue_wait
+        elif trace.queue_started is not None:  # a stream's early head while it is still queued
+            queue = now - trace.queue_started
+        if trace.sent_at is not None:  # the wait for the server's head (so far, for an early head)
+            upstream = (trace.answered_at or now) - trace.sent_at
+    overhead = max(now - since - queue - upstream, 0.0)
+    for name, seconds in ((QUEUE_HEADER, queue), (OVERHEAD_HEADER, overhead)):
+        merged.popall(name, None)
+        merged[name] = f"{seconds * 1000:.1f}"
+    return merged
+
+
+async def _relay(
+    http: web.BaseRequest, result: Streamed, protocol: Protocol, send_timeout: float, since: float | None
+) -> Sent:
     response: web.StreamResponse | None = None
     status = written = 0
     async with contextlib.aclosing(result.parts) as parts:  # type: ignore[type-var]
@@ -50,7 +87,7 @@ async def _relay(http: web.BaseRequest, result: Streamed, protocol: Protocol, se
                 if isinstance(part, Head):
                     if response is None:
                         response = web.StreamResponse(
-                            status=part.status, reason=part.reason, headers=CIMultiDict(part.headers)
+                            status=part.status, reason=part.reason, headers=_timed(part.headers, since, result.trace)
                         )
                         status = part.status
                         await _bounded(response.prepare(http), http, send_timeout)

@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 
 from router import __version__
+from router.answers import Trace
 from router.config import PluginRules, RouterConfig
 from router.errors import CLIENT_CLOSED
 from router.ledger import Ledger
@@ -20,6 +21,7 @@ from router.plugins import Plugins
 from router.protocols.base import Request
 from router.registry import Registry
 from router.specs import Services
+from router.upstream import slots
 from router.upstream.client import UpstreamClient
 from router.upstream.pool import UpstreamPool
 
@@ -52,6 +54,7 @@ class RouterState:
     recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT))
     waits: dict[str, deque[float]] = field(default_factory=dict)
     ledger: Ledger = field(default_factory=Ledger)
+    live: dict[str, tuple[Request, str, Trace]] = field(default_factory=dict)  # forwards under way, by id
 
     def __post_init__(self) -> None:
         self.pool.apply(self.config.upstreams)
@@ -82,8 +85,34 @@ class RouterState:
         """What actions may use, with the plugin set in force now."""
         return Services(self.pool, self.client, self.session, self.plugins)
 
+    def forwarding(self, request: Request, rule: str, trace: Trace) -> None:
+        """A request whose answer is relayed from an upstream, shown at status until `finished`."""
+        self.live[request.id] = (request, rule, trace)
+
+    def in_flight(self) -> list[dict[str, Any]]:
+        """The forwards under way, oldest first: queued (place in line), waiting for the server
+        (prefill progress from llama-server's slots) or answering."""
+        items = []
+        for request, rule, trace in self.live.values():
+            items.append(
+                {
+                    "id": request.id,
+                    "client": request.client or "-",
+                    "method": request.method,
+                    "path": request.path,
+                    "model": request.view.model,
+                    "rule": rule,
+                    "upstream": trace.upstream,
+                    "priority": trace.priority,
+                    "elapsed_ms": round(request.elapsed_ms(), 1),
+                    **(trace.now() if trace.now else {"state": "starting"}),
+                }
+            )
+        return items
+
     def finished(self, request: Request, outcome: Outcome) -> None:
         """Count a finished request for status, top and metrics."""
+        self.live.pop(request.id, None)
         if outcome.status == CLIENT_CLOSED:
             kind = "client_closed"
         elif outcome.status >= 400 or outcome.status == 0:
@@ -116,8 +145,11 @@ class RouterState:
 
     def savings(self) -> dict[str, Any]:
         """The savings ledger, with what the upstreams' warm restarts restored."""
-        restored = sum(u.warm.ledger.tokens_restored for u in self.pool.by_name.values() if u.warm)
-        return self.ledger.summary(restored)
+        upstreams = self.pool.by_name.values()
+        restored = sum(u.warm.ledger.tokens_restored for u in upstreams if u.warm)
+        watches = [slots.watch(server) for u in upstreams for server in u.servers]
+        tokens = sum(w.measured_tokens for w in watches)
+        return self.ledger.summary(restored, tokens, sum(w.measured_seconds for w in watches))
 
     def status(self) -> dict[str, Any]:
         """The document served at GET /_router/status."""
@@ -149,5 +181,6 @@ class RouterState:
             "default_upstream": config.default_upstream,
             "max_body": config.max_body,
             "limits": dataclasses.asdict(config.limits),
+            "in_flight": self.in_flight(),
             "recent": list(self.recent),
         }

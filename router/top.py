@@ -10,6 +10,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from router import progress
 from router.ledger import describe
 
 CLEAR = "\x1b[H\x1b[2J"
@@ -75,6 +76,7 @@ def render(status: dict[str, Any], url: str) -> str:
                 f"{server['in_flight']:>5}/{server['max_concurrency']:<4} {'':>7} {'':>10} "
                 f"{'':>10} {server['forwarded']:>10} {server['errors']:>7}{state}"
             )
+    lines += _in_flight(status.get("in_flight", []))
     lines += ["", f"{'RULE':24} {'HITS':>7}  ACTION"]
     for rule in status["rules"]:
         lines.append(f"{rule['name'][:24]:24} {rule['hits']:>7}  {rule['action']}")
@@ -94,6 +96,20 @@ def render(status: dict[str, Any], url: str) -> str:
             f"{item['rule'][:20]:20} {item['status']:>6} {_ms(item['wait_ms']):>9} {_ms(item['total_ms']):>9}"
         )
     return "\n".join(lines)
+
+
+def _in_flight(items: list[dict[str, Any]]) -> list[str]:
+    """The forwards under way: queued (place in line), in prefill (progress), answering."""
+    if not items:
+        return []
+    lines = ["", f"{'IN FLIGHT':9} {'CLIENT':12} {'UPSTREAM':12} {'MODEL':20} {'AGE':>7}  STATE"]
+    for item in items:
+        age = f"{item['elapsed_ms'] / 1000:.0f}s"
+        lines.append(
+            f"{item['id'][-6:]:9} {item['client'][:12]:12} {item['upstream'][:12]:12} "
+            f"{(item['model'] or '-')[:20]:20} {age:>7}  {progress.state(item)}"
+        )
+    return lines
 
 
 def run(url: str, interval: float, once: bool) -> int:

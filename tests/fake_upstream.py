@@ -26,6 +26,8 @@ PIECE characters, tool call fragments by index, finish_reason, a usage chunk whe
   cached=N        report N cached prompt tokens
   whole           answer in one piece even when asked for a stream
   always_stream   stream even when asked for one piece
+GET /slots answers `slot_report` when the test sets one (llama-server's slot list: see llama_slot),
+else 404 as a server without it; either way it takes no slot and is not in `seen`.
 """
 
 from __future__ import annotations
@@ -79,6 +81,9 @@ class FakeUpstream:
     #: ... inside <think> tags in the text instead (llama-server with --reasoning-format none)
     agent_think: bool = False
     tokenize_calls: int = 0
+    #: what GET /slots answers, set by the test (progress comes from the test, never from a clock)
+    slot_report: list[dict[str, Any]] | None = None
+    slots_calls: int = 0
     _gates: dict[str, asyncio.Event] = field(default_factory=dict)
     started: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -126,6 +131,11 @@ class FakeUpstream:
             self.tokenize_calls += 1
             content = (await request.json()).get("content", "")
             return web.json_response({"tokens": list(range(len(content.split())))})
+        if request.path == "/slots":  # llama-server answers it between prompt batches, not in a slot
+            self.slots_calls += 1
+            if self.slot_report is None:
+                return web.json_response({"error": {"code": 404, "message": "File Not Found"}}, status=404)
+            return web.json_response(self.slot_report)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         raw = await request.read()
@@ -485,6 +495,24 @@ class FakeUpstream:
         await response.write(f"data: {json.dumps(reply)}\r\n\r\n".encode())
         await response.write_eof()
         return response
+
+
+def llama_slot(
+    slot: int, task: int | None = None, processed: int = 0, cached: int = 0, decoded: int = 0, busy: bool = True
+) -> dict[str, Any]:
+    """One slot as llama-server's GET /slots shows it (the fields the router reads, and a few more);
+    TASK None: a slot that never had a task."""
+    doc: dict[str, Any] = {"id": slot, "n_ctx": 32768, "speculative": False, "is_processing": busy and task is not None}
+    if task is not None:
+        doc.update(
+            id_task=task,
+            n_prompt_tokens=cached + processed,
+            n_prompt_tokens_processed=processed,
+            n_prompt_tokens_cache=cached,
+            params={"n_predict": -1, "stream": False},
+            next_token=[{"has_next_token": True, "has_new_line": False, "n_remain": -1, "n_decoded": decoded}],
+        )
+    return doc
 
 
 LLAMA_OVERFLOW = {

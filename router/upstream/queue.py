@@ -164,6 +164,14 @@ class PriorityGate:
         server.in_flight -= 1
         self.wake()
 
+    def place(self, ticket: Ticket) -> tuple[int, int] | None:
+        """TICKET's place in line (1 is next) and how many wait, or None when it is not waiting.
+        A later request of a higher priority goes ahead of it, so the place can grow."""
+        if ticket.left or ticket.granted.done():
+            return None
+        ahead = sum(1 for other in self._heap if not other.left and other < ticket)
+        return ahead + 1, self.queued
+
     def wake(self) -> None:
         """Grant waiting tickets while some server has a free slot (after a leave, a reload, a server's return)."""
         while self._heap:

@@ -19,16 +19,18 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
+from router import progress as words
 from router.answers import SSE_HEADERS, Head, Part, Trace
 from router.edits import Edits
 from router.errors import RouterError, UpstreamUnavailable
 from router.log import progress
 from router.protocols.base import Request
 from router.secrets import CREDENTIAL_HEADERS, strip_query_credentials
-from router.upstream import admission
+from router.tokens import estimate_tokens
+from router.upstream import admission, slots
 from router.upstream.client import ConnectFailed, ResponseFailed, UpstreamClient, UpstreamResponse
 from router.upstream.pool import Upstream
-from router.upstream.queue import Server
+from router.upstream.queue import Server, Ticket
 from router.upstream.slot_files import prompt_blocks
 from router.upstream.translation import Translation, plan
 
@@ -48,6 +50,7 @@ HOP_BY_HOP = frozenset(
 )
 NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "expect"}
 ERROR_BODY_LIMIT = 64 * 1024
+REPEAT = 30.0  # seconds between two "still waiting" lines of one request
 
 
 class UpstreamRefused(UpstreamUnavailable):
@@ -96,15 +99,20 @@ async def relay(
     trace.upstream, trace.priority = upstream.name, priority
     ticket = admission.enter(upstream, priority, prefix, len(body))
     queued = not ticket.granted.done()
-    waited = time.perf_counter()
+    waited = trace.queue_started = time.perf_counter()
+    doing = _Doing(upstream, ticket)
+    trace.now = doing.status
     if queued:
+        place, in_line = upstream.gate.place(ticket) or (0, 0)
         progress.info(
-            "#%s queued for upstream %s at priority %s: %d in flight, %d queued",
+            "#%s queued for upstream %s at priority %s: %d in flight, %d queued (this one %s of %d in line)",
             request.id,
             upstream.name,
             priority,
             upstream.gate.in_flight,
             upstream.gate.queued,
+            words.ordinal(place),
+            in_line,
         )
     deadline = asyncio.get_running_loop().time() + upstream.config.queue_timeout
     heartbeat = Heartbeat(request, upstream.config.keepalive)
@@ -125,7 +133,7 @@ async def relay(
                 if warm:
                     await warm.before_turn(ticket.server, blocks, client)
                 async for part in _exchange(
-                    request, edits, body, upstream, ticket.server, client, heartbeat, trace, translation
+                    request, edits, body, upstream, ticket.server, client, heartbeat, trace, translation, doing
                 ):
                     yield part
                 if warm and trace.upstream_status is not None and trace.upstream_status < 400:
@@ -136,7 +144,7 @@ async def relay(
                 # restart within its queue_timeout; a fresh one to a lone server that is down fails fast
                 if upstream.all_down() and not queued:
                     raise
-                ticket = upstream.gate.requeue(ticket)
+                ticket = doing.ticket = upstream.gate.requeue(ticket)
     except (asyncio.CancelledError, GeneratorExit, ConnectionResetError):
         upstream.stats.cancelled += 1  # the client left, queued or mid-stream
         raise
@@ -156,6 +164,7 @@ async def _exchange(
     heartbeat: Heartbeat,
     trace: Trace,
     translation: Translation | None = None,
+    doing: _Doing | None = None,
 ) -> AsyncIterator[Part]:
     """One try on SERVER: send, then relay the answer."""
     config = upstream.config
@@ -180,10 +189,13 @@ async def _exchange(
         config.connect_timeout,
         config.idle_timeout,
     )
-    started = time.perf_counter()
-    # a request the server has not answered after `keepalive` seconds (a long prefill) is announced;
-    # quick answers add no log lines
-    waiting = _Announcement(request, upstream, server.url, config.keepalive)
+    started = trace.sent_at = time.perf_counter()
+    trace.answered_at = None
+    # a request the server has not answered after `keepalive` seconds (a long prefill) is announced,
+    # with its progress when the server is a llama-server; quick answers add no log lines
+    waiting = _Announcement(request, upstream, server, config.keepalive, client)
+    if doing is not None:
+        doing.waiting = waiting
     try:
         if heartbeat.event:
             task = asyncio.ensure_future(sending)
@@ -198,6 +210,7 @@ async def _exchange(
         else:
             up = await sending
     except ConnectFailed as exc:
+        waiting.cancel()  # no answer will come: no more lines, no more /slots for it
         _count_error(upstream, server)
         server.health.mark_down(exc.reason)
         raise UpstreamRefused(
@@ -206,6 +219,7 @@ async def _exchange(
             f"Start the server there, or fix upstreams.{upstream.name}.url in the rules file (or --upstream).",
         ) from None
     except TimeoutError:
+        waiting.cancel()
         _count_error(upstream, server)
         raise UpstreamUnavailable(
             504,
@@ -213,6 +227,7 @@ async def _exchange(
             f"{config.idle_timeout:g}s (idle_timeout). Check the server; raise idle_timeout for slow prompts.",
         ) from None
     except ResponseFailed as exc:
+        waiting.cancel()
         _count_error(upstream, server)
         raise UpstreamUnavailable(
             502, f"ghost-router: upstream '{upstream.name}' at {server.url} failed before answering: it {exc}."
@@ -222,6 +237,7 @@ async def _exchange(
         raise
     server.health.mark_up()
     trace.upstream_status = up.status
+    trace.answered_at = time.perf_counter()
     if up.status >= 400 or not heartbeat.event:
         waiting.cancel()
         waiting.answered(up.status)
@@ -326,26 +342,38 @@ def _only_sse_comments(chunk: bytes) -> bool:
 
 class _Announcement:
     """Logs a request still waiting for its server's answer after DELAY seconds (the upstream's
-    keepalive; 10 s when that is off), then when the answer starts."""
+    keepalive; 10 s when that is off) and every REPEAT seconds after, then when the answer starts.
+    Meanwhile the server's slots are followed for the request's prefill progress (router.upstream.slots)."""
 
-    def __init__(self, request: Request, upstream: Upstream, url: str, delay: float) -> None:
-        self.request, self.upstream, self.started = request, upstream, time.perf_counter()
+    def __init__(self, request: Request, upstream: Upstream, server: Server, delay: float, client: UpstreamClient):
+        self.request, self.upstream, self.url, self.started = request, upstream, server.url, time.perf_counter()
         self.said = False
-        self.timer = asyncio.get_running_loop().call_later(delay if delay > 0 else 10.0, self._say, url)
+        self.open = True
+        self.prefill = slots.Prefill(request.id, lambda: estimate_tokens(request.protocol.text_for_counting(request)))
+        self.slots = slots.watch(server)
+        self.slots.add(self.prefill, client, _slots_headers(upstream, server))
+        self.timer = asyncio.get_running_loop().call_later(delay if delay > 0 else 10.0, self._say)
 
-    def _say(self, url: str) -> None:
+    def _say(self) -> None:
         self.said = True
         progress.info(
-            "#%s sent to upstream %s at %s %.0f s ago, still waiting for its answer (the server may be reading "
-            "a long prompt)",
+            "#%s sent to upstream %s at %s %.0f s ago, still waiting for its answer (%s)",
             self.request.id,
             self.upstream.name,
-            url,
+            self.url,
             time.perf_counter() - self.started,
+            self.prefill.describe() or "the server may be reading a long prompt",
         )
+        self.timer = asyncio.get_running_loop().call_later(REPEAT, self._say)
+
+    def status(self) -> dict[str, object]:
+        """For /_router/status: waiting for the server's answer, with the prefill's progress when known."""
+        if not self.open:
+            return {"state": "answering", "server": self.url}
+        return {"state": "waiting", "server": self.url, "progress": self.prefill.status()}
 
     def answered(self, status: int) -> None:
-        self.timer.cancel()
+        self.cancel()
         if self.said:
             progress.info(
                 "#%s upstream %s answering: status %d after %.1f s",
@@ -354,9 +382,38 @@ class _Announcement:
                 status,
                 time.perf_counter() - self.started,
             )
+            self.said = False
 
     def cancel(self) -> None:
         self.timer.cancel()
+        self.open = False
+        self.slots.remove(self.prefill)
+
+
+@dataclass
+class _Doing:
+    """What a forwarded request is doing now: queued (its place in line), waiting for its server
+    (with prefill progress), or answering. Read by /_router/status through Trace.now."""
+
+    upstream: Upstream
+    ticket: Ticket
+    waiting: _Announcement | None = None
+
+    def status(self) -> dict[str, object]:
+        place = self.upstream.gate.place(self.ticket)
+        if place is not None:
+            return {"state": "queued", "place": place[0], "in_line": place[1]}
+        if self.waiting is None:
+            return {"state": "sending"}
+        return self.waiting.status()
+
+
+def _slots_headers(upstream: Upstream, server: Server) -> list[tuple[str, str]]:
+    """The upstream's own headers (its credentials) for GET /slots."""
+    headers = list(upstream.config.headers)
+    if server.authorization and not any(name.lower() == "authorization" for name, _ in headers):
+        headers.append(("Authorization", server.authorization))
+    return headers
 
 
 def _close_late_response(task: asyncio.Future[UpstreamResponse]) -> None:
