@@ -117,9 +117,13 @@ async def test_prefill_progress_shows_in_status_top_and_the_log(make_router, ups
     upstream.slot_report = [llama_slot(0, task=5, processed=estimate, decoded=3)]
     item = await entry_with(client, lambda i: prefill_of(i).get("phase") == "generating", "generation")
     assert item["progress"]["eta_s_estimate"] is None
+    last = item["progress"]
     upstream.release("p")
     assert (await answer).status == 200
     assert await in_flight(client) == []
+    savings = (await (await client.get("/_router/status")).json())["savings"]
+    # the prefill rate the savings ledger prices saved tokens at: what the server was seen doing
+    assert savings["prefill_tokens_per_second"] == pytest.approx(last["rate"], rel=0.01), (savings, last)
 
 
 async def test_streamed_requests_on_a_two_slot_server_are_paired_in_order_and_marked_as_guesses(
