@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 bench/overhead.py
+python3 bench/translate.py
 python3 bench/idle_cost.py
 python3 bench/ghosts.py
 python3 bench/flood.py

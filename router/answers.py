@@ -55,6 +55,7 @@ class Trace:
     server: str = ""
     queue_wait: float | None = None
     upstream_time: float | None = None
+    upstream_status: int | None = None
     notes: list[str] = field(default_factory=list)
     queue_started: float | None = None  # perf_counter when it entered its upstream's queue
     sent_at: float | None = None  # when it was sent to its server (the latest try)

@@ -6,20 +6,23 @@ import argparse
 import asyncio
 import logging
 import sys
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
 from router import __version__, client_line, demo, top
 from router.access import is_loopback
-from router.app import build_app
+from router.app import STATE, build_app
 from router.config import Overrides, RouterConfig, embedded_rules_text, load_config
 from router.errors import RulesError
 from router.jsonutil import loads
+from router.ledger import describe
 from router.offline import as_record, decide, describe_table, explain, replay
 from router.plugins import load_plugins
 from router.registry import Registry
 from router.server import serve_until_signal
+from router.state import RouterState
 from router.units import parse_size
 from router.upstream.probe import Found, look_all
 
@@ -174,7 +177,16 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
     except KeyboardInterrupt:
         pass
+    print(stopped_line(app[STATE]), file=sys.stderr, flush=True)
     return 0
+
+
+def stopped_line(state: RouterState) -> str:
+    """What `serve` prints when it stops: how long it ran, what it handled, what it saved."""
+    return (
+        f"ghost-router stopped after {time.time() - state.started_at:,.0f} s: {state.requests} requests; "
+        f"saved: {describe(state.savings())}"
+    )
 
 
 def _demo(args: argparse.Namespace) -> int:

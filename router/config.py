@@ -25,6 +25,7 @@ from router.secrets import split_userinfo
 from router.specs import BuildContext
 from router.units import parse_duration, parse_size
 from router.upstream.pool import ServerConfig, UpstreamConfig
+from router.upstream.warm import SlotSaveConfig
 
 EMBEDDED_SOURCE = "<embedded default rules>"
 DEFAULT_UPSTREAM = ("local", "http://127.0.0.1:8080")
@@ -250,6 +251,7 @@ def _upstreams(data: dict[str, Any], where: _Locator, overrides: Overrides) -> t
             forward_client_auth=options.get("forward_client_auth", False),
             context_errors=options.get("context_errors", True),
             api=options.get("api"),
+            slot_save=_slot_save(name, options.get("slot_save"), where),
             edits=BodyEdits(
                 model=model,
                 fold_system_messages=options.get("fold_system_messages", False),
@@ -257,6 +259,23 @@ def _upstreams(data: dict[str, Any], where: _Locator, overrides: Overrides) -> t
             ),
         )
     return upstreams, default
+
+
+def _slot_save(name: str, options: dict[str, Any] | None, where: _Locator) -> SlotSaveConfig | None:
+    """An upstream's `slot_save` settings; the folder must exist (llama-server does not make it)."""
+    if options is None:
+        return None
+    folder = _expand(where, ["upstreams", name, "slot_save", "folder"], options["folder"])
+    if not Path(folder).expanduser().is_dir():
+        raise where.error(
+            ["upstreams", name, "slot_save", "folder"],
+            f"{folder!r} is not a folder; make it and start llama-server with --slot-save-path pointing to it",
+        )
+    return SlotSaveConfig(
+        folder=folder,
+        budget=parse_size(options.get("budget", "20GiB")),
+        idle=parse_duration(options.get("idle", 3)),
+    )
 
 
 def _servers(name: str, options: dict[str, Any], override: str | None, where: _Locator) -> tuple[ServerConfig, ...]:

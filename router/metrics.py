@@ -28,6 +28,24 @@ def render(state: RouterState) -> str:
         "Finished requests by outcome.",
         [(_labels(outcome=k), v) for k, v in sorted(state.outcomes.items())],
     )
+    savings = state.savings()
+    metric("ghost_turns_total", "counter", "Model turns answered here (fakes).", [("", savings["ghost_turns"])])
+    metric(
+        "saved_prompt_tokens_total",
+        "counter",
+        "Prompt tokens no server had to process: ghosts' prompts (estimated) and tokens restored from saved slots.",
+        [
+            (_labels(source="ghosts"), savings["ghost_prompt_tokens"]),
+            (_labels(source="restored_slots"), savings["restored_prompt_tokens"]),
+        ],
+    )
+    if savings["seconds_saved"] is not None:
+        metric(
+            "saved_prefill_seconds_total",
+            "counter",
+            "Those tokens at the servers' measured prefill rate.",
+            [("", savings["seconds_saved"])],
+        )
     metric(
         "rule_hits_total",
         "counter",

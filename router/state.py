@@ -15,11 +15,13 @@ from router import __version__
 from router.answers import Trace
 from router.config import PluginRules, RouterConfig
 from router.errors import CLIENT_CLOSED
+from router.ledger import Ledger
 from router.outcome import Outcome
 from router.plugins import Plugins
 from router.protocols.base import Request
 from router.registry import Registry
 from router.specs import Services
+from router.upstream import slots
 from router.upstream.client import UpstreamClient
 from router.upstream.pool import UpstreamPool
 
@@ -51,6 +53,7 @@ class RouterState:
     started_at: float = field(default_factory=time.time)
     recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT))
     waits: dict[str, deque[float]] = field(default_factory=dict)
+    ledger: Ledger = field(default_factory=Ledger)
     live: dict[str, tuple[Request, str, Trace]] = field(default_factory=dict)  # forwards under way, by id
 
     def __post_init__(self) -> None:
@@ -118,6 +121,8 @@ class RouterState:
             kind = "forwarded"
         else:
             kind = "answered"
+            if outcome.action.startswith("fake") and (request.view.system or request.view.user):
+                self.ledger.ghost(len(request.raw))
         self.outcomes[kind] += 1
         wait = outcome.queue_wait
         if outcome.upstream and wait is not None:
@@ -137,6 +142,14 @@ class RouterState:
                 "total_ms": round(request.elapsed_ms(), 1),
             }
         )
+
+    def savings(self) -> dict[str, Any]:
+        """The savings ledger, with what the upstreams' warm restarts restored."""
+        upstreams = self.pool.by_name.values()
+        restored = sum(u.warm.ledger.tokens_restored for u in upstreams if u.warm)
+        watches = [slots.watch(server) for u in upstreams for server in u.servers]
+        tokens = sum(w.measured_tokens for w in watches)
+        return self.ledger.summary(restored, tokens, sum(w.measured_seconds for w in watches))
 
     def status(self) -> dict[str, Any]:
         """The document served at GET /_router/status."""
@@ -158,6 +171,7 @@ class RouterState:
             "tasks": len(asyncio.all_tasks()),
             "requests": self.requests,
             "outcomes": {k: self.outcomes[k] for k in ("answered", "forwarded", "errors", "client_closed")},
+            "savings": self.savings(),
             "rules": [
                 {"name": r.name, "line": r.line, "action": r.label, "hits": self.hits[r.name]}
                 for r in config.table.rules

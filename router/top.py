@@ -11,6 +11,7 @@ import urllib.request
 from typing import Any
 
 from router import progress
+from router.ledger import describe
 
 CLEAR = "\x1b[H\x1b[2J"
 
@@ -41,6 +42,19 @@ def render(status: dict[str, Any], url: str) -> str:
         f"{outcomes['answered']}   forwarded {outcomes['forwarded']}   "
         f"errors {outcomes['errors']}   client closed {outcomes['client_closed']}",
     ]
+    if "savings" in status:
+        lines.append(f"saved: {describe(status['savings'])}")
+    for name, up in status["upstreams"].items():
+        saved = up.get("slot_save")
+        if saved:
+            lines.append(
+                f"slot files of {name}: {len(saved['files'])} in {saved['folder']}, {saved['bytes'] / 1e6:,.0f} MB "
+                f"of {saved['budget'] / 1e6:,.0f} MB; {saved['saves']} saves, {saved['restores']} restores"
+                + (f", {saved['refused']} refused" if saved["refused"] else "")
+            )
+            for item in saved["files"][:3]:
+                clock = time.strftime("%H:%M:%S", time.localtime(item["saved_at"]))
+                lines.append(f"  {clock} {item['file']} {item['tokens']:,} tokens {item['bytes'] / 1e6:,.0f} MB")
     if status["last_load_error"]:
         lines.append(f"LAST RELOAD FAILED (previous table live): {status['last_load_error']}")
     lines += [

@@ -22,6 +22,7 @@ ROOT = Path(__file__).parent.parent
         ("memory.py", ["--requests", "200"], "memory"),
         ("soak.py", ["--minutes", "0.05", "--concurrency", "4"], "soak"),
         ("idle_cost.py", ["--samples", "6"], "idle_cost"),
+        ("translate.py", ["--rounds", "1", "--events", "10"], "translate"),
     ],
 )
 def test_benchmark_runs(tmp_path, script, args, result):

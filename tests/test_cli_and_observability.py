@@ -45,6 +45,10 @@ async def test_serve_prints_banner_answers_and_stops_cleanly(upstream):
         async with aiohttp.ClientSession(base_url=url) as http:
             async with http.head("/api/hello") as probe:
                 assert probe.status == 200
+            title = {"model": "m", "max_tokens": 50, "system": "You are naming a coding session", "messages": []}
+            title["messages"] = user_message("fix the flaky build " * 50)
+            async with http.post("/v1/messages", json=title) as ghost:
+                assert ghost.status == 200
             async with http.post(
                 "/v1/messages",
                 json={"model": "m", "max_tokens": 5, "messages": user_message("hi")},
@@ -58,6 +62,7 @@ async def test_serve_prints_banner_answers_and_stops_cleanly(upstream):
         assert (hits["probe"], hits["count-tokens"], hits["main"]) == (1, 0, 1)
         assert [s.body["model"] for s in upstream.seen if s.path == "/v1/messages"] == ["qwen2.5-coder"]
         assert doc["upstreams"]["local"]["forwarded"] == 1
+        assert doc["savings"]["ghost_turns"] == 1 and doc["savings"]["ghost_prompt_tokens"] > 200, doc["savings"]
     finally:
         process.send_signal(signal.SIGTERM)
         _, err = await asyncio.wait_for(process.communicate(), 20)
@@ -67,6 +72,9 @@ async def test_serve_prints_banner_answers_and_stops_cleanly(upstream):
     assert "rule=main action=rewrite+forward:local/user status=200" in log
     assert "why=[method='HEAD']" in log
     assert "sk-never-log-me" not in log
+    stopped = re.search(r"ghost-router stopped after [\d,]+ s: 4 requests; saved: (.*)", log)
+    assert stopped, log[-500:]
+    assert stopped.group(1).startswith("1 ghost turn answered here (~"), stopped.group(1)
 
 
 async def test_serve_refuses_non_loopback_without_insecure():

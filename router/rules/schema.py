@@ -56,6 +56,17 @@ UPSTREAM = {
             "enum": list(API_NAMES),
             "description": "the API the upstream speaks; requests of other APIs are translated to it",
         },
+        "slot_save": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["folder"],
+            "properties": {
+                "folder": {"type": "string", "minLength": 1},
+                "budget": SIZE,
+                "idle": DURATION,
+            },
+            "description": "warm restarts: {folder: the server's --slot-save-path, budget: '20GiB', idle: '3s'}",
+        },
         "model": {"type": "string", "minLength": 1},
         "fold_system_messages": {"type": "boolean"},
         "drop_fields": {"type": "array", "items": {"type": "string", "minLength": 1}},

@@ -26,6 +26,7 @@ class Health:
     url: str
     down_since: float | None = None
     last_error: str | None = None
+    comebacks: int = 0  # times it answered again after being down (it may have restarted)
     on_up: Callable[[], None] | None = field(default=None, repr=False)  # the gate's wake-up, so queued requests go on
     _probe: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -59,6 +60,7 @@ class Health:
             time.time() - (self.down_since or time.time()),
         )
         self.down_since, self.last_error = None, None
+        self.comebacks += 1
         if self.on_up is not None:
             self.on_up()
 

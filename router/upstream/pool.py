@@ -13,6 +13,7 @@ from router.edits import BodyEdits
 from router.protocols.base import Request
 from router.upstream.health import Health
 from router.upstream.queue import PriorityGate, Server
+from router.upstream.warm import SlotSaveConfig, WarmStarts
 
 STICKY_ENTRIES = 1024  # prompt prefixes remembered per pool
 
@@ -42,6 +43,7 @@ class UpstreamConfig:
     forward_client_auth: bool = False
     context_errors: bool = True  # turn the server's context-overflow error into the client's own
     api: str | None = None  # the API the server speaks; None: whatever each client speaks (no translation)
+    slot_save: SlotSaveConfig | None = None  # warm restarts: llama-server's slots saved to and restored from disk
     edits: BodyEdits = BodyEdits()  # what this server needs: its model name, folded system messages, dropped fields
 
     @property
@@ -85,10 +87,12 @@ class Upstream:
     config: UpstreamConfig
     gate: PriorityGate = field(init=False)
     stats: UpstreamStats = field(default_factory=UpstreamStats)
+    warm: WarmStarts | None = None
     _sticky: OrderedDict[int, Server] = field(default_factory=OrderedDict, repr=False)
 
     def __post_init__(self) -> None:
         self.gate = PriorityGate(self._servers(self.config, {}), self.config.max_queue, self.config.max_queued_bytes)
+        self._adopt_slot_save(self.config)
 
     @property
     def name(self) -> str:
@@ -122,9 +126,20 @@ class Upstream:
             if server not in servers:
                 server.health.stop()
         self.config = config
+        self._adopt_slot_save(config)
         self.gate.max_queue = config.max_queue
         self.gate.max_queued_bytes = config.max_queued_bytes
         self.gate.set_servers(servers)
+
+    def _adopt_slot_save(self, config: UpstreamConfig) -> None:
+        if config.slot_save is None:
+            if self.warm is not None:
+                self.warm.close()
+            self.warm = None
+        elif self.warm is None:
+            self.warm = WarmStarts(config.name, config.slot_save)
+        else:
+            self.warm.reconfigure(config.slot_save)
 
     def _servers(self, config: UpstreamConfig, current: dict[str, Server]) -> list[Server]:
         servers = []
@@ -187,6 +202,8 @@ class UpstreamPool:
         for upstream in self.by_name.values():
             for server in upstream.servers:
                 await server.health.close()
+            if upstream.warm is not None:
+                upstream.warm.close()
 
     def status(self) -> dict[str, dict[str, object]]:
         """Per-upstream settings and live counts, with each server's own."""
@@ -212,5 +229,6 @@ class UpstreamPool:
                 else None,
                 "last_error": "; ".join(f"{s.url}: {s.health.last_error}" for s in down) or None,
                 "servers": servers,
+                "slot_save": up.warm.status() if up.warm else None,
             }
         return status

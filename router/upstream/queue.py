@@ -151,6 +151,19 @@ class PriorityGate:
                 self._heap = [t for t in self._heap if not t.left]
                 heapq.heapify(self._heap)
 
+    def hold(self, server: Server) -> bool:
+        """Take a slot of SERVER for the router's own work (saving its slot to disk), only when the
+        server runs nothing and nobody waits; give it back with release."""
+        if self.queued or server.in_flight or server.health.down:
+            return False
+        server.in_flight += 1
+        return True
+
+    def release(self, server: Server) -> None:
+        """Give back a slot taken with hold."""
+        server.in_flight -= 1
+        self.wake()
+
     def place(self, ticket: Ticket) -> tuple[int, int] | None:
         """TICKET's place in line (1 is next) and how many wait, or None when it is not waiting.
         A later request of a higher priority goes ahead of it, so the place can grow."""

@@ -31,6 +31,7 @@ from router.upstream import admission, slots
 from router.upstream.client import ConnectFailed, ResponseFailed, UpstreamClient, UpstreamResponse
 from router.upstream.pool import Upstream
 from router.upstream.queue import Server, Ticket
+from router.upstream.slot_files import prompt_blocks
 from router.upstream.translation import Translation, plan
 
 HOP_BY_HOP = frozenset(
@@ -115,6 +116,8 @@ async def relay(
         )
     deadline = asyncio.get_running_loop().time() + upstream.config.queue_timeout
     heartbeat = Heartbeat(request, upstream.config.keepalive)
+    warm = upstream.warm
+    blocks = prompt_blocks(body) if warm else []
     try:
         while True:
             if not ticket.granted.done():
@@ -127,10 +130,14 @@ async def relay(
             assert ticket.server is not None
             upstream.served(prefix, ticket.server)
             try:
+                if warm:
+                    await warm.before_turn(ticket.server, blocks, client)
                 async for part in _exchange(
                     request, edits, body, upstream, ticket.server, client, heartbeat, trace, translation, doing
                 ):
                     yield part
+                if warm and trace.upstream_status is not None and trace.upstream_status < 400:
+                    await warm.after_turn(ticket.server, blocks, upstream.gate)
                 return
             except UpstreamRefused:
                 # another server of the pool takes it; a request that had to queue also waits for a
@@ -229,6 +236,7 @@ async def _exchange(
         waiting.cancel()
         raise
     server.health.mark_up()
+    trace.upstream_status = up.status
     trace.answered_at = time.perf_counter()
     if up.status >= 400 or not heartbeat.event:
         waiting.cancel()

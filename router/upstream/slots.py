@@ -92,6 +92,14 @@ class Prefill:
             return None
         return max(max(left, 0) / rate - (time.monotonic() - self._last[0]), 0.0)
 
+    def measured(self) -> tuple[int, float] | None:
+        """Prompt tokens the server was seen processing and the seconds that took, if it was seen
+        making progress (for the prefill rate the savings ledger prices tokens at)."""
+        if self._first is None or self._last is None:
+            return None
+        (t0, p0), (t1, p1) = self._first, self._last
+        return (p1 - p0, t1 - t0) if p1 > p0 and t1 > t0 else None
+
     def status(self) -> dict[str, object] | None:
         """For /_router/status: None until paired with a slot."""
         if self.task is None:
@@ -124,6 +132,7 @@ class SlotWatch:
         self.highest = -1  # the highest id_task seen
         self.unsupported_until = 0.0
         self.polls = 0
+        self.measured_tokens, self.measured_seconds = 0, 0.0  # prefill seen, over all requests
         self._task: asyncio.Task[None] | None = None
 
     def add(self, prefill: Prefill, client: UpstreamClient, headers: list[tuple[str, str]]) -> None:
@@ -137,6 +146,9 @@ class SlotWatch:
         """Stop following PREFILL (its answer started, or it failed)."""
         if prefill in self.waiting:
             self.waiting.remove(prefill)
+            if measured := prefill.measured():
+                self.measured_tokens += measured[0]
+                self.measured_seconds += measured[1]
         if not self.waiting and self._task is not None:
             self._task.cancel()  # nothing left to follow (a new request starts a new poll)
             self._task = None
