@@ -20,9 +20,11 @@ import pytest
 from router.app import STATE, build_app
 from router.config import parse_config
 from router.plugins import builtin_registry
+from router.servers.llama import LlamaServer
 from router.upstream import relay, slots
 from tests.conftest import RULES, user_message
 from tests.fake_upstream import FakeUpstream, llama_slot
+from tests.servers import require_llama_server
 from tests.test_top_and_metrics import top_once
 
 FAST = RULES.replace("queue_timeout: 30s", "queue_timeout: 30s\n    keepalive: 50ms")
@@ -66,11 +68,13 @@ async def in_flight(client: Any) -> list[dict[str, Any]]:
     return (await response.json())["in_flight"]
 
 
-async def entry_with(client: Any, test: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
+async def entry_with(
+    client: Any, test: Callable[[dict[str, Any]], bool], what: str, timeout: float = 10.0
+) -> dict[str, Any]:
     async def find() -> dict[str, Any] | None:
         return next((item for item in await in_flight(client) if test(item)), None)
 
-    return await until(find, what)
+    return await until(find, what, timeout)
 
 
 def prefill_of(item: dict[str, Any]) -> dict[str, Any]:
@@ -304,3 +308,39 @@ async def test_a_request_whose_server_refuses_leaves_nothing_followed(aiohttp_se
     timing_of(failed.headers)
     server = router.app[STATE].pool["local"].servers[0]
     assert slots.watch(server).waiting == [] and await in_flight(client) == []
+
+
+@pytest.fixture
+async def small_batch_llama(tmp_path, unused_tcp_port_factory):
+    """A real llama-server that reads prompts in batches of 64 tokens, so /slots reports often."""
+    require_llama_server()
+    server = LlamaServer(
+        port=unused_tcp_port_factory(),
+        log_path=tmp_path / "llama-server.log",
+        extra=["--batch-size", "64", "--ubatch-size", "64"],
+    )
+    await server.start()
+    yield server
+    await server.stop()
+
+
+async def test_a_real_llama_servers_slots_give_progress_for_whole_and_streamed_answers(
+    aiohttp_server, http, small_batch_llama
+):
+    config = parse_config(textwrap.dedent(FAST).format(upstream=small_batch_llama.url), "t.yaml", builtin_registry())
+    router = await aiohttp_server(build_app(config))
+    client = await http(router)
+    prompt = " ".join(f"item{i} is {i * 3}" for i in range(150))  # ~750 tokens: a dozen batches
+    for number, stream in ((1, False), (2, True)):
+        body = {"model": "m", "max_tokens": 3, "stream": stream, "messages": user_message(f"list {number}: {prompt}")}
+        answer = asyncio.create_task(client.post("/v1/messages", json=body))
+        item = await entry_with(
+            client, lambda i: prefill_of(i).get("processed", 0) > 0, "progress from the real /slots", timeout=300
+        )
+        progress = item["progress"]
+        assert progress["guess"] is False and isinstance(progress["task"], int)
+        assert progress["processed"] < progress["prompt_tokens_estimate"]
+        response = await answer
+        assert response.status == 200 and (b"message_stop" in await response.read()) is stream
+        timing_of(response.headers)
+    assert await in_flight(client) == []
