@@ -87,7 +87,7 @@ async def relay(
 ) -> AsyncIterator[Part]:
     """Wait for a slot on one of UPSTREAM's servers at PRIORITY, then relay its answer (in the
     client's API when the upstream speaks another)."""
-    translation = plan(request, upstream)
+    translation = plan(request, upstream, edits)
     body = translation.body(edits) if translation else edits.encode()
     if translation:
         trace.notes.append(translation.note)
