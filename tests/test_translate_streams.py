@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from router.translate import anthropic as A
 from router.translate import anthropic_stream as AS
+from router.translate import gemini_stream as GS
 from router.translate import hub
 from router.translate import openai_chat as O
 from router.translate import openai_chat_stream as OS
@@ -412,13 +413,60 @@ anthropic_events_any = st.fixed_dictionaries(
 )
 
 
+GEMINI_STREAM_WORDS = [
+    "candidates", "content", "parts", "text", "thought", "thoughtSignature", "functionCall", "name", "args", "id",
+    "finishReason", "STOP", "MAX_TOKENS", "SAFETY", "usageMetadata", "promptTokenCount", "candidatesTokenCount",
+    "error", "code", "message", "promptFeedback", "blockReason", "modelVersion", "responseId", "role", "model",
+]  # fmt: skip
+gemini_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 3) | st.text(max_size=4) | st.sampled_from(GEMINI_STREAM_WORDS),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(GEMINI_STREAM_WORDS), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+gemini_chunks = st.fixed_dictionaries(
+    {},
+    optional={
+        "candidates": st.lists(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "content": st.fixed_dictionaries(
+                        {},
+                        optional={
+                            "parts": st.lists(
+                                st.dictionaries(
+                                    st.sampled_from(["text", "thought", "thoughtSignature", "functionCall"]),
+                                    gemini_values,
+                                ),
+                                max_size=3,
+                            )
+                            | gemini_values
+                        },
+                    )
+                    | gemini_values,
+                    "finishReason": gemini_values,
+                },
+            ),
+            max_size=2,
+        )
+        | gemini_values,
+        "usageMetadata": st.dictionaries(st.sampled_from(GEMINI_STREAM_WORDS[14:17]), gemini_values) | gemini_values,
+        "error": gemini_values,
+        "promptFeedback": gemini_values,
+    },
+)
+
+
 @settings(max_examples=400, deadline=None)
-@given(st.lists(openai_chunks | anthropic_events_any | chunk_values, max_size=6))
+@given(st.lists(openai_chunks | anthropic_events_any | gemini_chunks | chunk_values, max_size=6))
 def test_any_upstream_stream_is_translated_or_ends_in_an_error_event(chunks):
     """Whatever an upstream streams, each decoder gives hub events the encoders can write (ending
     in an error event when the stream makes no sense), never an exception."""
     data = b"".join(f"data: {json.dumps(c)}\n\n".encode() for c in chunks)
-    for decoder in (OS.StreamDecoder(), AS.StreamDecoder()):
+    for decoder in (OS.StreamDecoder(), AS.StreamDecoder(), GS.StreamDecoder()):
         events = decoder.feed(data) + decoder.close()
         AS.StreamEncoder().encode(events)
         OS.StreamEncoder().encode(events)
+        GS.StreamEncoder().encode(events)

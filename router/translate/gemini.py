@@ -196,11 +196,12 @@ class _Calls:
         output = response.get("response")
         content: list[hub.Text | hub.Image] = []
         is_error = False
-        if isinstance(output, dict) and set(output) == {"error"} and isinstance(output["error"], str):
-            content.append(hub.Text(output["error"]))
-            is_error = True
-        elif isinstance(output, dict) and set(output) == {"output"} and isinstance(output["output"], str):
-            content.append(hub.Text(output["output"]))
+        if isinstance(output, dict) and len(output) == 1 and isinstance(said := next(iter(output.values())), str):
+            is_error = "error" in output
+            if "error" in output or "output" in output:
+                content += [hub.Text(said)] if said else []
+            else:
+                content.append(hub.Text(dumps(output)))
         elif output is not None:
             content.append(hub.Text(dumps(output)))
         for index, inner in enumerate(array(response.get("parts") or [], f"{where}.functionResponse.parts")):
@@ -384,9 +385,9 @@ def _image_from_hub(image: hub.Image) -> dict[str, Any]:
 
 
 def _response_from_hub(result: hub.ToolResult, names: dict[str, str]) -> dict[str, Any]:
-    """A functionResponse: its text as `output` (`error` when the tool failed; the object itself
-    when the text is a JSON object), its images as parts."""
-    said = "".join(p.text for p in result.content if isinstance(p, hub.Text))
+    """A functionResponse: its texts (joined) as `output` (`error` when the tool failed; the object
+    itself when the text is a JSON object), its images as parts."""
+    said = "\n\n".join(p.text for p in result.content if isinstance(p, hub.Text))
     response: dict[str, Any]
     if result.is_error:
         response = {"error": said}
