@@ -270,15 +270,17 @@ async def test_an_upstream_that_dies_mid_stream_ends_the_stream_with_a_google_er
     assert events[-1]["error"]["code"] == 502 and "in the middle of the response" in events[-1]["error"]["message"]
 
 
-async def test_a_waiting_stream_gets_blank_line_keepalives_then_the_translation(make_router, upstream, http):
+@pytest.mark.parametrize("wait", ["hold_before", "hold"], ids=["before-headers", "after-headers"])
+async def test_a_waiting_stream_gets_blank_line_keepalives_then_the_translation(make_router, upstream, http, wait):
     """Gemini's keep-alive is a blank line (its SDK's reader stalls on a comment): it goes out
-    while the upstream has not answered, then the translated chunks."""
+    while the upstream has not answered, and while it has answered with nothing to translate yet
+    (llama-server's role chunk and comments during a long prefill), then the translated chunks."""
     router = await make_router(RULES.replace("api: {api}", "api: {api}\n    keepalive: 0.01"), api="openai-chat")
     raw = await http(router)
     response = await raw.post(
         "/v1beta/models/m:streamGenerateContent?alt=sse",
         json={"contents": [{"parts": [{"text": "hi"}]}]},
-        headers={**GEMINI_CLI, "x-test-upstream": "hold_before=first"},
+        headers={**GEMINI_CLI, "x-test-upstream": f"{wait}=first"},
     )
     assert response.status == 200
     assert await response.content.readexactly(2) == b"\r\n"
