@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections import defaultdict
 from itertools import chain
 from typing import Any
 from urllib.parse import quote
@@ -136,7 +135,7 @@ class _Calls:
 
     def __init__(self) -> None:
         self.made = 0
-        self.unanswered: defaultdict[str, list[str]] = defaultdict(list)  # function name -> call ids, oldest first
+        self.unanswered: list[tuple[str, str]] = []  # (function name, call id) of calls not answered yet, oldest first
         self.ids: set[str] = set()
 
     def messages(self, contents: list[Any]) -> list[hub.Message]:
@@ -176,7 +175,7 @@ class _Calls:
         if not isinstance(call_id, str) or not call_id:
             call_id = f"{MADE_UP_ID}{self.made}"
             self.made += 1
-        self.unanswered[name].append(call_id)
+        self.unanswered.append((name, call_id))
         self.ids.add(call_id)
         args = call.get("args")
         return hub.ToolCall(call_id, name, dumps(args if args is not None else {}))
@@ -184,15 +183,16 @@ class _Calls:
     def result(self, response: dict[str, Any], where: str) -> hub.ToolResult:
         name = str(response.get("name", ""))
         given = response.get("id")
-        waiting = self.unanswered[name]
+        oldest = next((call_id for function, call_id in self.unanswered if function == name), None)
         if isinstance(given, str) and given in self.ids:
             call_id = given
-        elif waiting:
-            call_id = waiting[0]
+        elif oldest is not None:
+            call_id = oldest
         else:
             call_id = given if isinstance(given, str) and given else f"{MADE_UP_ID}{name}"
-        if call_id in waiting:
-            waiting.remove(call_id)
+        answered = next((entry for entry in self.unanswered if entry[1] == call_id), None)
+        if answered is not None:
+            self.unanswered.remove(answered)
         output = response.get("response")
         content: list[hub.Text | hub.Image] = []
         is_error = False
