@@ -256,7 +256,7 @@ async def test_real_gemini_cli_completes_a_tool_turn_through_llama_servers_chunk
 
 @dataclass
 class LlamaShapes:
-    """Chunks a real llama-server streamed: a forced tool call and a short text answer."""
+    """Chunks a real llama-server streamed: a tool call and a short text answer."""
 
     call_chunks: list[dict[str, Any]]
     text_chunks: list[dict[str, Any]]
@@ -264,21 +264,17 @@ class LlamaShapes:
     @property
     def call_id(self) -> str:
         """The id llama-server gave the call ("" if it streamed none)."""
-        return next(
-            (
-                c["delta"]["tool_calls"][0]["id"]
-                for c in self._deltas(self.call_chunks)
-                if c.get("delta", {}).get("tool_calls") and c["delta"]["tool_calls"][0].get("id")
-            ),
-            "",
-        )
-
-    @staticmethod
-    def _deltas(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [choice for chunk in chunks for choice in chunk.get("choices") or []]
+        return next((call["id"] for call in _calls(self.call_chunks) if call.get("id")), "")
 
     @classmethod
     async def record(cls, url: str) -> LlamaShapes:
+        """SmolLM2 calls no tool when asked (nor when tool_choice is required, and llama-server
+        refuses a grammar with tools): the call is started in the assistant's turn, as a prefill,
+        and llama-server streams it as the tool call it parses. A prefill of the whole call, stopped
+        at once, gives a clean stream (role chunk, call, finish_reason, usage); a prefill cut inside
+        the arguments gives the call's chunks in pieces (the name and the first arguments, then
+        argument fragments) until the model breaks the format: its call chunks are used, in the
+        clean stream's frame."""
         tool = {
             "type": "function",
             "function": {
@@ -290,31 +286,44 @@ class LlamaShapes:
                 },
             },
         }
-        base = {"model": "smollm2", "stream": True, "stream_options": {"include_usage": True}, "max_tokens": 48}
-        async with aiohttp.ClientSession() as session:
-            call = await cls._stream(
-                session,
-                url,
-                {
-                    **base,
-                    "messages": [{"role": "user", "content": "Run echo hi"}],
-                    "tools": [tool],
-                    "tool_choice": "required",
-                },
-            )
-            text = await cls._stream(session, url, {**base, "messages": [{"role": "user", "content": "Say hi."}]})
-        shapes = cls(call, text)
-        assert shapes.call_id, f"llama-server streamed no tool call: {call}"
+        base = {"model": "smollm2", "stream": True, "stream_options": {"include_usage": True}, "temperature": 0}
+        call = '<tool_call>\n{"name": "run_shell_command", "arguments": {"command": "echo hi"}}\n</tool_call>'
+        asked = {"role": "user", "content": "Run echo hi"}
+
+        def prefilled(text: str) -> list[dict[str, Any]]:
+            return [asked, {"role": "assistant", "content": text}]
+
+        whole = await cls._stream(url, {**base, "messages": prefilled(call), "tools": [tool], "stop": ["\n", "<", " "]})
+        cut = await cls._stream(url, {**base, "messages": prefilled(call[: call.index(" hi")]), "tools": [tool]})
+        text = await cls._stream(url, {**base, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 48})
+        pieces = [chunk for chunk in cut if _calls([chunk])]
+        frame = [chunk for chunk in whole if not _calls([chunk])]
+        shapes = cls(frame[:1] + pieces + frame[1:], text)
+        assert shapes.call_id and len(pieces) > 1, f"llama-server streamed no tool call in pieces: {cut}"
+        assert [c["choices"][0]["finish_reason"] for c in frame if c.get("choices")][-1] == "tool_calls", whole
         return shapes
 
     @staticmethod
-    async def _stream(session: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> list[dict[str, Any]]:
-        async with session.post(f"{url}/v1/chat/completions", json=body) as response:
+    async def _stream(url: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """The chunks llama-server streams for BODY (a connection of its own: it closes the one a
+        stream used)."""
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"{url}/v1/chat/completions", json=body) as response,
+        ):
             assert response.status == 200, await response.text()
             raw = await response.read()
-        lines = [line[6:] for line in raw.decode().splitlines() if line.startswith("data: ")]
-        assert lines[-1] == "[DONE]", lines[-3:]
-        return [json.loads(line) for line in lines[:-1]]
+        return [json.loads(line[6:]) for line in raw.decode().splitlines() if line.startswith("data: {")]
+
+
+def _calls(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tool call fragments in CHUNKS."""
+    return [
+        call
+        for chunk in chunks
+        for choice in chunk.get("choices") or []
+        for call in (choice.get("delta") or {}).get("tool_calls") or []
+    ]
 
 
 class LlamaReplayer:
@@ -349,7 +358,7 @@ class LlamaReplayer:
         return response
 
     def _call(self) -> list[dict[str, Any]]:
-        arguments = json.dumps({"command": f"echo {MARKER}"})
+        arguments = json.dumps({"command": f"echo {MARKER}", "description": "Run the command the user asked for"})
         chunks = copy.deepcopy(self.shapes.call_chunks)
         fragments = [c for c in chunks for ch in c.get("choices") or [] for call in ch["delta"].get("tool_calls") or []]
         pieces = _cut(arguments, len(fragments))
