@@ -181,7 +181,7 @@ class Recorder:
     """A pass-through to a real server that keeps the text of each streamed answer it relays."""
 
     def __init__(self, target: str) -> None:
-        self.target, self.answers, self.paths = target, [], []
+        self.target, self.answers, self.paths, self.bodies = target, [], [], []
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -191,8 +191,9 @@ class Recorder:
     async def relay(self, request: web.Request) -> web.StreamResponse:
         self.paths.append(request.path)
         body = await request.read()
+        self.bodies.append(body)
         headers = {"Content-Type": request.headers.get("Content-Type", "application/json")}
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
             async with session.post(self.target + request.path, data=body, headers=headers) as up:
                 response = web.StreamResponse(status=up.status, headers={"Content-Type": up.content_type})
                 await response.prepare(request)
@@ -220,13 +221,18 @@ def _said(raw: bytes) -> str:
 
 async def test_real_gemini_cli_prints_a_real_llama_servers_own_text(aiohttp_server, router_factory, llama, tmp_path):  # noqa: F811
     """Gemini CLI -> the router (the default rules, `api: openai-chat`) -> llama-server: the turn
-    crosses as OpenAI chat, and the CLI prints what the model said."""
+    crosses as OpenAI chat, and the CLI prints what the model said. The turn's prompt (~11k tokens)
+    takes minutes to read on a small machine: the translated stream's blank-line keep-alives carry
+    Gemini CLI through it (it gives up after 300 s without a byte, then retries)."""
     recorder = Recorder(llama.url)
     relay = await aiohttp_server(recorder.app())
     router = await router_factory(str(relay.make_url("")).rstrip("/"), with_api("openai-chat"))
     code, out, debug = await run_gemini(str(router.make_url("")).rstrip("/"), tmp_path, "Say hello.", 1500)
     assert code == 0, f"{out}\n{debug[-3000:]}"
     assert recorder.paths and all(path == "/v1/chat/completions" for path in recorder.paths)
+    assert len(set(recorder.bodies)) == len(recorder.bodies), (
+        "no request was sent twice: keep-alives carried the prefill"
+    )
     said = recorder.answers[-1].strip()
     assert said and said in out, f"the model said {said!r}; the CLI printed {out!r}"
 

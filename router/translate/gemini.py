@@ -20,7 +20,6 @@ apart from the output tokens it belongs to.
 
 from __future__ import annotations
 
-import math
 import secrets
 from itertools import chain
 from typing import Any
@@ -29,7 +28,7 @@ from urllib.parse import quote
 from router.errors import BadRequest
 from router.jsonutil import dumps, loads
 from router.translate import hub
-from router.translate.fields import array, strings, text
+from router.translate.fields import array, mapping, number, strings, text
 
 STOP_TO_HUB: dict[str, hub.StopReason] = {
     "STOP": "end",
@@ -79,19 +78,19 @@ def request_to_hub(body: dict[str, Any]) -> hub.Request:
     """A generateContent request body as a hub Request (no model, not streamed: both are in the
     path); raises BadRequest for a shape it cannot read."""
     messages = _Calls().messages(array(body.get("contents"), "contents"))
-    config = _object(body.get("generationConfig"), "generationConfig")
-    thinking = _object(config.get("thinkingConfig"), "generationConfig.thinkingConfig")
+    config = mapping(body.get("generationConfig"), "generationConfig")
+    thinking = mapping(config.get("thinkingConfig"), "generationConfig.thinkingConfig")
     budget, level = thinking.get("thinkingBudget"), thinking.get("thinkingLevel")
     return hub.Request(
         model="",
         messages=tuple(messages),
         system=_system(body.get("systemInstruction")),
         tools=tuple(_tools(array(body.get("tools") or [], "tools"))),
-        tool_choice=_tool_choice(_object(body.get("toolConfig"), "toolConfig")),
-        max_tokens=_number(config.get("maxOutputTokens"), "generationConfig.maxOutputTokens", whole=True),
-        temperature=_number(config.get("temperature"), "generationConfig.temperature"),
-        top_p=_number(config.get("topP"), "generationConfig.topP"),
-        top_k=_number(config.get("topK"), "generationConfig.topK", whole=True),
+        tool_choice=_tool_choice(mapping(body.get("toolConfig"), "toolConfig")),
+        max_tokens=number(config.get("maxOutputTokens"), "generationConfig.maxOutputTokens", whole=True),
+        temperature=number(config.get("temperature"), "generationConfig.temperature"),
+        top_p=number(config.get("topP"), "generationConfig.topP"),
+        top_k=number(config.get("topK"), "generationConfig.topK", whole=True),
         stop=strings(config.get("stopSequences"), "generationConfig.stopSequences"),
         response_format=_response_format(config),
         reasoning_budget=budget if isinstance(budget, int) and budget > 0 else None,
@@ -99,30 +98,10 @@ def request_to_hub(body: dict[str, Any]) -> hub.Request:
     )
 
 
-def _object(value: Any, where: str) -> dict[str, Any]:
-    """VALUE when it is a JSON object (None: empty)."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise BadRequest(f"{where}: expected an object")
-    return value
-
-
-def _number(value: Any, where: str, whole: bool = False) -> Any:
-    """VALUE when it is a number (a whole one when WHOLE), else None when absent."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise BadRequest(f"{where}: expected a number")
-    if whole and not float(value).is_integer():
-        raise BadRequest(f"{where}: expected an integer")
-    return int(value) if whole else value
-
-
 def _system(instruction: Any) -> tuple[hub.Text, ...]:
     if isinstance(instruction, str):
         return (hub.Text(instruction),) if instruction else ()
-    parts = array(_object(instruction, "systemInstruction").get("parts") or [], "systemInstruction.parts")
+    parts = array(mapping(instruction, "systemInstruction").get("parts") or [], "systemInstruction.parts")
     return tuple(
         hub.Text(text(part.get("text"), f"systemInstruction.parts[{index}].text"))
         for index, part in enumerate(parts)
@@ -142,13 +121,13 @@ class _Calls:
         messages: list[hub.Message] = []
         for index, content in enumerate(contents):
             where = f"contents[{index}]"
-            content = _object(content, where)
+            content = mapping(content, where)
             role = content.get("role", "user")
             if role not in ("user", "model", "function"):
                 raise BadRequest(f"{where}.role: expected user or model")
             parts = array(content.get("parts") or [], f"{where}.parts")
             read = [
-                self.part(_object(part, f"{where}.parts[{i}]"), f"{where}.parts[{i}]") for i, part in enumerate(parts)
+                self.part(mapping(part, f"{where}.parts[{i}]"), f"{where}.parts[{i}]") for i, part in enumerate(parts)
             ]
             messages.append(hub.Message("assistant" if role == "model" else "user", tuple(chain.from_iterable(read))))
         return messages
@@ -164,9 +143,9 @@ class _Calls:
         if "inlineData" in part or "fileData" in part:
             return [*before, _image(part, where)]
         if "functionCall" in part:
-            return [*before, self.call(_object(part["functionCall"], f"{where}.functionCall"))]
+            return [*before, self.call(mapping(part["functionCall"], f"{where}.functionCall"))]
         if "functionResponse" in part:
-            return [*before, self.result(_object(part["functionResponse"], f"{where}.functionResponse"), where)]
+            return [*before, self.result(mapping(part["functionResponse"], f"{where}.functionResponse"), where)]
         return before  # executableCode, codeExecutionResult, videoMetadata: nothing another API could take
 
     def call(self, call: dict[str, Any]) -> hub.ToolCall:
@@ -205,7 +184,7 @@ class _Calls:
         elif output is not None:
             content.append(hub.Text(dumps(output)))
         for index, inner in enumerate(array(response.get("parts") or [], f"{where}.functionResponse.parts")):
-            inner = _object(inner, f"{where}.functionResponse.parts[{index}]")
+            inner = mapping(inner, f"{where}.functionResponse.parts[{index}]")
             if "inlineData" in inner or "fileData" in inner:
                 content.append(_image(inner, f"{where}.functionResponse.parts[{index}]"))
         return hub.ToolResult(call_id, tuple(content), is_error)
@@ -213,9 +192,9 @@ class _Calls:
 
 def _image(part: dict[str, Any], where: str) -> hub.Image:
     if "inlineData" in part:
-        data = _object(part["inlineData"], f"{where}.inlineData")
+        data = mapping(part["inlineData"], f"{where}.inlineData")
         return hub.Image(media_type=_optional_text(data.get("mimeType")), data=text(data.get("data"), f"{where}.data"))
-    data = _object(part["fileData"], f"{where}.fileData")
+    data = mapping(part["fileData"], f"{where}.fileData")
     return hub.Image(media_type=_optional_text(data.get("mimeType")), url=text(data.get("fileUri"), f"{where}.fileUri"))
 
 
@@ -227,9 +206,9 @@ def _tools(tools: list[Any]) -> list[hub.Tool]:
     """Function declarations; other tools (googleSearch and the like) are Google's to run: dropped."""
     found = []
     for index, tool in enumerate(tools):
-        declarations = _object(tool, f"tools[{index}]").get("functionDeclarations") or []
-        for number, declaration in enumerate(array(declarations, f"tools[{index}].functionDeclarations")):
-            declaration = _object(declaration, f"tools[{index}].functionDeclarations[{number}]")
+        declarations = mapping(tool, f"tools[{index}]").get("functionDeclarations") or []
+        for place, declaration in enumerate(array(declarations, f"tools[{index}].functionDeclarations")):
+            declaration = mapping(declaration, f"tools[{index}].functionDeclarations[{place}]")
             schema = declaration.get("parametersJsonSchema", declaration.get("parameters"))
             description = declaration.get("description")
             found.append(
@@ -264,7 +243,7 @@ def json_schema(schema: Any) -> Any:
 
 
 def _tool_choice(config: dict[str, Any]) -> hub.ToolChoice | None:
-    calling = _object(config.get("functionCallingConfig"), "toolConfig.functionCallingConfig")
+    calling = mapping(config.get("functionCallingConfig"), "toolConfig.functionCallingConfig")
     mode = MODES_TO_HUB.get(str(calling.get("mode", "")).upper())
     if mode is None:
         return None
@@ -462,7 +441,7 @@ def answer_to_hub(response: dict[str, Any]) -> hub.Answer:
     candidates = response.get("candidates") or [{}]
     candidate = candidates[0] if isinstance(candidates, list) and isinstance(candidates[0], dict) else {}
     try:
-        parts = _answer_parts(_object(candidate.get("content"), "content"))
+        parts = _answer_parts(mapping(candidate.get("content"), "content"))
     except BadRequest as exc:
         raise ValueError(exc.message) from None
     return hub.Answer(
@@ -478,7 +457,7 @@ def _answer_parts(content: dict[str, Any]) -> list[hub.Text | hub.ToolCall | hub
     calls = _Calls()
     parts: list[hub.Text | hub.ToolCall | hub.Reasoning] = []
     for index, part in enumerate(array(content.get("parts") or [], "content.parts")):
-        for read in calls.part(_object(part, f"parts[{index}]"), f"parts[{index}]"):
+        for read in calls.part(mapping(part, f"parts[{index}]"), f"parts[{index}]"):
             if isinstance(read, hub.ToolCall) and read.id.startswith(MADE_UP_ID):
                 read = hub.ToolCall(new_call_id(), read.name, read.arguments)
             if isinstance(read, hub.Text | hub.ToolCall | hub.Reasoning):
