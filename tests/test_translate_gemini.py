@@ -10,7 +10,6 @@ import textwrap
 from typing import Any
 
 import anthropic
-import httpx2
 import openai
 import pytest
 from google import genai
@@ -22,6 +21,8 @@ from router.plugins import load_plugins
 from tests.test_translate_forward import RULES
 from tests.test_translate_real_clients import with_api
 
+# the SDK's aiohttp session subclasses aiohttp.ClientSession, which aiohttp warns about
+pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
 GEMINI_CLI = {"User-Agent": "GeminiCLI/0.61.0/local-model (linux; x64)", "x-goog-api-key": "none"}
 TOOLS = [
     types.Tool(
@@ -44,21 +45,19 @@ TOOLS = [
 
 @pytest.fixture
 async def gemini_sdk():
-    """Make google-genai clients pointed at a router (no retries, over httpx: the SDK's aiohttp
-    session subclasses ClientSession, which aiohttp warns about); closed after the test."""
-    clients: list[httpx2.AsyncClient] = []
+    """Make google-genai clients pointed at a router (no retries); closed after the test."""
+    clients: list[Any] = []
 
     def make(router: Any, directives: str = "") -> Any:
-        transport = httpx2.AsyncClient(timeout=60)
         options = types.HttpOptions(
             base_url=str(router.make_url("")),
             api_version="v1beta",
             headers={"x-test-upstream": directives} if directives else None,
             retry_options=types.HttpRetryOptions(attempts=1),
-            httpx_async_client=transport,
         )
-        clients.append(transport)
-        return genai.Client(api_key="none", http_options=options).aio
+        client = genai.Client(api_key="none", http_options=options).aio
+        clients.append(client)
+        return client
 
     yield make
     for client in clients:
