@@ -48,11 +48,10 @@ STATUS_NAMES = {
 
 def parts_text(content: Any) -> str:
     """The text parts of a Gemini content object."""
-    if not isinstance(content, dict):
+    parts = content.get("parts") if isinstance(content, dict) else None
+    if not isinstance(parts, list):
         return ""
-    return "\n".join(
-        p.get("text", "") for p in content.get("parts") or [] if isinstance(p, dict) and isinstance(p.get("text"), str)
-    )
+    return "\n".join(p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str))
 
 
 class GeminiGenerate(Protocol):
@@ -125,6 +124,16 @@ class GeminiGenerate(Protocol):
     def sse_error_event(self, error: RouterError) -> bytes:
         """The error object as one SSE data line."""
         return f"data: {dumps(self._error(error)[1])}\r\n\r\n".encode()
+
+    def context_overflow(self, prompt_tokens: int | None, context: int | None) -> RouterError:
+        """Google's own 400 for a prompt longer than the model takes. Gemini CLI compresses its history
+        by its own count (usageMetadata.promptTokenCount against the model's limit), not on an error:
+        this one it shows, in the words it would get from Google."""
+        if prompt_tokens is None or context is None:
+            return RouterError(400, "The input token count exceeds the maximum number of tokens allowed.")
+        return RouterError(
+            400, f"The input token count ({prompt_tokens}) exceeds the maximum number of tokens allowed ({context})."
+        )
 
     def sse_keepalive_event(self) -> bytes:
         """A blank line, a no-op to SSE parsers. Not a `: ping` comment: the reader in @google/genai

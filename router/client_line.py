@@ -178,7 +178,7 @@ PLUGIN_CLIENTS: dict[str, Callable[[str, str, int | None], str]] = {
 
 
 # What a line cannot say: the upstream API a client needs where local servers may not speak it.
-NEEDS = {"gemini": "the upstream must speak the Gemini API"}
+NEEDS = {"gemini": "the upstream needs `api: openai-chat` (llama-server) or must speak the Gemini API"}
 
 
 def plugin_clients(url: str, model: str, context: int | None, plugins: Iterable[str]) -> list[tuple[str, str]]:

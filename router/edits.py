@@ -34,6 +34,7 @@ class Edits:
         self._doc: dict[str, Any] | None = None  # the edited top level, made on the first edit
         self.headers: dict[str, str | None] = {}  # header name -> new value, None removes it
         self.model_chosen = False  # a rule chose the model; an upstream's `model` does not override it
+        self.model: str | None = None  # the model chosen (an API that names it in the path has none in the body)
 
     @property
     def body(self) -> Mapping[str, Any]:
@@ -69,7 +70,7 @@ class Edits:
         changed = False  # every edit runs; each says whether it changed the body
         if edits.model is not None and not self.model_chosen:
             changed = protocol.set_model(doc, edits.model)
-            self.model_chosen = True
+            self.model_chosen, self.model = True, edits.model
         for prefix in edits.drop_prefixes:
             changed = protocol.drop_system_blocks(doc, prefix) or changed
         if edits.fold_system_messages:

@@ -1,21 +1,30 @@
 """The real CLIs through a translating upstream: Claude Code to a server that speaks only OpenAI
-chat (llama-server's chunk shapes, with reasoning), OpenCode to one that speaks only Anthropic.
-Each turn completes only if the client ran the tool and sent its result back through the router.
-And a real llama-server's own OpenAI chat answers, translated for the anthropic SDK."""
+chat (llama-server's chunk shapes, with reasoning), OpenCode to one that speaks only Anthropic,
+Gemini CLI to one replaying a real llama-server's chunks. Each turn completes only if the client
+ran the tool and sent its result back through the router. And a real llama-server's own OpenAI
+chat answers, translated for the anthropic SDK and printed by Gemini CLI."""
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 
+from router import client_line
 from router.app import build_app
 from router.config import Overrides, embedded_rules_text, parse_config
 from router.plugins import builtin_registry
-from tests.clients import client_binary
+from tests.clients import client_binary, split_line
 from tests.test_claude_code_cli import MARKER, run_claude
+from tests.test_gemini import SETTINGS
 from tests.test_llama_server import llama  # noqa: F401 (the fixture)
 
 
@@ -122,3 +131,267 @@ async def test_real_llama_server_answers_the_anthropic_sdk_through_openai_chat(a
         assert message.stop_reason in ("end_turn", "max_tokens")
         assert message.usage.input_tokens + (message.usage.cache_read_input_tokens or 0) > 0
         assert 0 < message.usage.output_tokens <= 8
+
+
+# -- Gemini CLI to an OpenAI chat server ---------------------------------------------------------
+
+GEMINI_PROMPT = "Run the shell command: echo GHOST_TOOL_RAN"
+
+
+async def run_gemini(url: str, tmp_path: Path, prompt: str, timeout: float) -> tuple[int, str, str]:
+    """`gemini -m local-model --yolo -p PROMPT` against the router at URL (the line `serve` prints,
+    plus the saved auth choice, trust, and no telemetry): exit code, output, debug log."""
+    binary = client_binary("gemini", "gemini")
+    home, work = tmp_path / "home", tmp_path / "work"
+    (home / ".gemini").mkdir(parents=True)
+    work.mkdir()
+    (home / ".gemini" / "settings.json").write_text(json.dumps(SETTINGS))
+    line_env, argv = split_line(client_line.gemini_cli(url, "local-model", None))
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "GEMINI_CLI_TRUST_WORKSPACE": "true",
+        "GEMINI_DEBUG_LOG_FILE": str(tmp_path / "debug.log"),
+        **line_env,
+    }
+    process = await asyncio.create_subprocess_exec(
+        str(binary),
+        *argv[1:],
+        "--yolo",
+        "-p",
+        prompt,
+        cwd=work,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), timeout)
+    except TimeoutError:
+        process.kill()
+        out, _ = await process.communicate()
+        raise AssertionError(f"gemini -p did not finish in {timeout:g} s: {out.decode(errors='replace')}") from None
+    debug = (tmp_path / "debug.log").read_text(errors="replace") if (tmp_path / "debug.log").exists() else ""
+    assert process.returncode is not None
+    return process.returncode, out.decode(errors="replace"), debug
+
+
+class Recorder:
+    """A pass-through to a real server that keeps the text of each streamed answer it relays."""
+
+    def __init__(self, target: str) -> None:
+        self.target, self.answers, self.paths, self.bodies = target, [], [], []
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self.relay)
+        return app
+
+    async def relay(self, request: web.Request) -> web.StreamResponse:
+        self.paths.append(request.path)
+        body = await request.read()
+        self.bodies.append(body)
+        headers = {"Content-Type": request.headers.get("Content-Type", "application/json")}
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
+            async with session.post(self.target + request.path, data=body, headers=headers) as up:
+                response = web.StreamResponse(status=up.status, headers={"Content-Type": up.content_type})
+                await response.prepare(request)
+                raw = b""
+                async for chunk in up.content.iter_any():
+                    raw += chunk
+                    await response.write(chunk)
+                await response.write_eof()
+        self.answers.append(_said(raw))
+        return response
+
+
+def _said(raw: bytes) -> str:
+    """The answer text of an OpenAI chat stream or completion."""
+    text = ""
+    for line in raw.decode(errors="replace").splitlines():
+        if line.startswith("data: {"):
+            for choice in json.loads(line[6:]).get("choices") or []:
+                text += (choice.get("delta") or {}).get("content") or ""
+    if raw.startswith(b"{"):
+        choices = json.loads(raw).get("choices") or [{}]
+        text = (choices[0].get("message") or {}).get("content") or ""
+    return text
+
+
+async def test_real_gemini_cli_prints_a_real_llama_servers_own_text(aiohttp_server, router_factory, llama, tmp_path):  # noqa: F811
+    """Gemini CLI -> the router (the default rules, `api: openai-chat`) -> llama-server: the turn
+    crosses as OpenAI chat, and the CLI prints what the model said. The turn's prompt (~11k tokens)
+    takes minutes to read on a small machine: the translated stream's blank-line keep-alives carry
+    Gemini CLI through it (it gives up after 300 s without a byte, then retries)."""
+    recorder = Recorder(llama.url)
+    relay = await aiohttp_server(recorder.app())
+    router = await router_factory(str(relay.make_url("")).rstrip("/"), with_api("openai-chat"))
+    code, out, debug = await run_gemini(str(router.make_url("")).rstrip("/"), tmp_path, "Say hello.", 1500)
+    assert code == 0, f"{out}\n{debug[-3000:]}"
+    assert recorder.paths and all(path == "/v1/chat/completions" for path in recorder.paths)
+    assert len(set(recorder.bodies)) == len(recorder.bodies), (
+        "no request was sent twice: keep-alives carried the prefill"
+    )
+    said = recorder.answers[-1].strip()
+    assert said and said in out, f"the model said {said!r}; the CLI printed {out!r}"
+
+
+async def test_real_gemini_cli_completes_a_tool_turn_through_llama_servers_chunk_shapes(
+    aiohttp_server,
+    router_factory,
+    llama,  # noqa: F811
+    tmp_path,
+):
+    """The chunk shapes come from the real llama-server (a forced tool call, then a text answer),
+    recorded here; a test server replays them with the call Gemini CLI's tool needs. The turn
+    completes only if the CLI ran the tool and sent its result back through the router."""
+    shapes = await LlamaShapes.record(llama.url)
+    replayer = LlamaReplayer(shapes)
+    server = await aiohttp_server(replayer.app())
+    router = await router_factory(str(server.make_url("")).rstrip("/"), with_api("openai-chat"))
+    code, out, debug = await run_gemini(str(router.make_url("")).rstrip("/"), tmp_path, GEMINI_PROMPT, 600)
+    assert code == 0, f"{out}\n{debug[-3000:]}"
+    assert "The command printed:" in out and MARKER in out.split("The command printed:")[-1], out
+    last = replayer.seen[-1]["messages"]
+    calls = [c["id"] for m in last if m["role"] == "assistant" for c in m.get("tool_calls") or []]
+    results = [m for m in last if m["role"] == "tool"]
+    assert calls == [shapes.call_id], "the call went back with the id llama-server gave it"
+    assert results and results[-1]["tool_call_id"] == shapes.call_id and MARKER in results[-1]["content"]
+
+
+@dataclass
+class LlamaShapes:
+    """Chunks a real llama-server streamed: a tool call and a short text answer."""
+
+    call_chunks: list[dict[str, Any]]
+    text_chunks: list[dict[str, Any]]
+
+    @property
+    def call_id(self) -> str:
+        """The id llama-server gave the call ("" if it streamed none)."""
+        return next((call["id"] for call in _calls(self.call_chunks) if call.get("id")), "")
+
+    @classmethod
+    async def record(cls, url: str) -> LlamaShapes:
+        """SmolLM2 calls no tool when asked (nor when tool_choice is required, and llama-server
+        refuses a grammar with tools): the call is started in the assistant's turn, as a prefill,
+        and llama-server streams it as the tool call it parses. A prefill of the whole call, stopped
+        at once, gives a clean stream (role chunk, call, finish_reason, usage); a prefill cut inside
+        the arguments gives the call's chunks in pieces (the name and the first arguments, then
+        argument fragments) until the model breaks the format: its call chunks are used, in the
+        clean stream's frame."""
+        tool = {
+            "type": "function",
+            "function": {
+                "name": "run_shell_command",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"command": {"type": "string"}},
+                    "required": ["command"],
+                },
+            },
+        }
+        base = {"model": "smollm2", "stream": True, "stream_options": {"include_usage": True}, "temperature": 0}
+        call = '<tool_call>\n{"name": "run_shell_command", "arguments": {"command": "echo hi"}}\n</tool_call>'
+        asked = {"role": "user", "content": "Run echo hi"}
+
+        def prefilled(text: str) -> list[dict[str, Any]]:
+            return [asked, {"role": "assistant", "content": text}]
+
+        whole = await cls._stream(url, {**base, "messages": prefilled(call), "tools": [tool], "stop": ["\n", "<", " "]})
+        cut = await cls._stream(url, {**base, "messages": prefilled(call[: call.index(" hi")]), "tools": [tool]})
+        text = await cls._stream(url, {**base, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 48})
+        pieces = [chunk for chunk in cut if _calls([chunk])]
+        frame = [chunk for chunk in whole if not _calls([chunk])]
+        shapes = cls(frame[:1] + pieces + frame[1:], text)
+        assert shapes.call_id and len(pieces) > 1, f"llama-server streamed no tool call in pieces: {cut}"
+        assert [c["choices"][0]["finish_reason"] for c in frame if c.get("choices")][-1] == "tool_calls", whole
+        return shapes
+
+    @staticmethod
+    async def _stream(url: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """The chunks llama-server streams for BODY (a connection of its own: it closes the one a
+        stream used)."""
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"{url}/v1/chat/completions", json=body) as response,
+        ):
+            assert response.status == 200, await response.text()
+            raw = await response.read()
+        return [json.loads(line[6:]) for line in raw.decode().splitlines() if line.startswith("data: {")]
+
+
+def _calls(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tool call fragments in CHUNKS."""
+    return [
+        call
+        for chunk in chunks
+        for choice in chunk.get("choices") or []
+        for call in (choice.get("delta") or {}).get("tool_calls") or []
+    ]
+
+
+class LlamaReplayer:
+    """Answers /v1/chat/completions with llama-server's recorded chunks: a request with tools and no
+    tool result yet gets the recorded tool call, renamed for Gemini CLI's shell tool and with its
+    arguments (cut as the recorded fragments were); any other gets the recorded text chunks carrying
+    `The command printed: <the tool's output>` (or the recorded text)."""
+
+    def __init__(self, shapes: LlamaShapes) -> None:
+        self.shapes, self.seen = shapes, []
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self.answer)
+        return app
+
+    async def answer(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.seen.append(body)
+        messages = body["messages"]
+        if body.get("tools") and not any(m["role"] == "tool" for m in messages):
+            chunks = self._call()
+        else:
+            results = [m for m in messages if m["role"] == "tool"]
+            chunks = self._text(f"The command printed: {results[-1]['content']}" if results else None)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for chunk in chunks:
+            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    def _call(self) -> list[dict[str, Any]]:
+        arguments = json.dumps({"command": f"echo {MARKER}", "description": "Run the command the user asked for"})
+        chunks = copy.deepcopy(self.shapes.call_chunks)
+        fragments = [c for c in chunks for ch in c.get("choices") or [] for call in ch["delta"].get("tool_calls") or []]
+        pieces = _cut(arguments, len(fragments))
+        for chunk, piece in zip(fragments, pieces, strict=True):
+            call = chunk["choices"][0]["delta"]["tool_calls"][0]
+            function = call.setdefault("function", {})
+            if "name" in function:
+                function["name"] = "run_shell_command"
+            function["arguments"] = piece
+        return chunks
+
+    def _text(self, text: str | None) -> list[dict[str, Any]]:
+        chunks = copy.deepcopy(self.shapes.text_chunks)
+        if text is None:
+            return chunks
+        carrying = [c for c in chunks for ch in c.get("choices") or [] if ch["delta"].get("content")]
+        for chunk, piece in zip(carrying, _cut(text, len(carrying)), strict=True):
+            chunk["choices"][0]["delta"]["content"] = piece
+        return chunks
+
+
+def _cut(text: str, count: int) -> list[str]:
+    """TEXT in COUNT pieces (the first ones longer), each piece a slice in order."""
+    size, extra = divmod(len(text), count)
+    pieces, at = [], 0
+    for index in range(count):
+        end = at + size + (1 if index < extra else 0)
+        pieces.append(text[at:end])
+        at = end
+    return pieces

@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from router.errors import BadRequest
 from router.translate import anthropic as A
 from router.translate import anthropic_stream as AS
+from router.translate import gemini as G
+from router.translate import gemini_stream as GS
 from router.translate import hub
 from router.translate import openai_chat as O
 from router.translate import openai_chat_stream as OS
@@ -22,6 +24,7 @@ from tests.translate_cases import (
     anthropic_loosened,
     anthropic_requests,
     check_anthropic_stream,
+    gemini_requests,
     openai_requests,
 )
 
@@ -212,3 +215,189 @@ def test_openai_request_through_anthropic_keeps_the_conversation(body: dict[str,
 
 def _all(request: hub.Request, kind: type) -> list[Any]:
     return [p for m in request.messages for p in m.parts if isinstance(p, kind)]
+
+
+# -- Gemini ------------------------------------------------------------------------------------
+
+
+@given(gemini_requests())
+def test_gemini_request_survives_the_hub(body: dict[str, Any]) -> None:
+    assert G.request_from_hub(G.request_to_hub(body)) == body
+
+
+@given(gemini_requests())
+def test_gemini_calls_and_results_still_match_after_openai_chat(body: dict[str, Any]) -> None:
+    """Calls without ids get ids from their place, results find their call (by id, else by the
+    function's name), and through OpenAI chat and back the Gemini request is the same."""
+    openai_body = O.request_from_hub(G.request_to_hub(body))
+    calls = [c["id"] for m in openai_body["messages"] if m["role"] == "assistant" for c in m.get("tool_calls") or []]
+    results = [m["tool_call_id"] for m in openai_body["messages"] if m["role"] == "tool"]
+    assert results == calls
+    back = O.request_to_hub(openai_body)
+    assert _calls(back) == _calls(G.request_to_hub(body))
+    assert _results(back) == _results(G.request_to_hub(body))
+
+
+@given(gemini_requests())
+def test_gemini_request_through_anthropic_keeps_the_conversation(body: dict[str, Any]) -> None:
+    request = G.request_to_hub(body)
+    back = A.request_to_hub(A.request_from_hub(request))
+    assert back.system == request.system and back.tools == request.tools
+    assert _calls(back) == _calls(request) and _results(back) == _results(request)
+    assert _flow(back) == _flow(request)
+
+
+@given(anthropic_requests())
+def test_anthropic_request_through_gemini_keeps_the_conversation(body: dict[str, Any]) -> None:
+    """Anthropic -> hub -> Gemini -> hub: the same texts, calls and results (ids kept, each
+    result named after its call's function), tools and settings."""
+    request = A.request_to_hub(body)
+    gemini_body = G.request_from_hub(request)
+    back = G.request_to_hub(gemini_body)
+    assert back.system == request.system and back.tools == request.tools
+    assert (back.max_tokens, back.temperature, back.top_p, back.top_k, back.stop, back.response_format) == (
+        request.max_tokens,
+        request.temperature,
+        request.top_p,
+        request.top_k,
+        request.stop,
+        request.response_format,
+    )
+    assert _calls(back) == _calls(request)
+    joined = [(call_id, ("\n\n".join(texts),) if texts else ()) for call_id, texts in _results(request)]
+    assert _results(back) == joined, "a functionResponse holds one text"
+    assert _flow(back) == _flow(request)
+    names = {p.id: p.name for m in request.messages for p in m.parts if isinstance(p, hub.ToolCall)}
+    for content in gemini_body["contents"]:
+        for part in content["parts"]:
+            if "functionResponse" in part and part["functionResponse"]["id"] in names:
+                assert part["functionResponse"]["name"] == names[part["functionResponse"]["id"]]
+
+
+def test_gemini_schemas_in_its_own_dialect_become_json_schema():
+    """`parameters` and `responseSchema` (upper-case types, as the Gemini CLI's classifier sends
+    even in responseJsonSchema) read as the JSON Schema a local server's grammar takes."""
+    schema = {
+        "type": "OBJECT",
+        "properties": {"n": {"type": "INTEGER"}, "tags": {"type": "ARRAY", "items": {"type": "STRING"}}},
+    }
+    lower = {
+        "type": "object",
+        "properties": {"n": {"type": "integer"}, "tags": {"type": "array", "items": {"type": "string"}}},
+    }
+    request = G.request_to_hub(
+        {
+            "contents": [{"parts": [{"text": "hi"}]}],
+            "tools": [{"functionDeclarations": [{"name": "f", "parameters": schema}]}, {"googleSearch": {}}],
+            "generationConfig": {"responseMimeType": "application/json", "responseSchema": schema},
+        }
+    )
+    assert request.tools == (hub.Tool("f", None, lower),)
+    assert request.response_format == hub.ResponseFormat(lower)
+    assert request.messages == (hub.Message("user", (hub.Text("hi"),)),)
+
+
+def test_a_gemini_result_whose_id_names_no_call_answers_the_oldest_call_of_its_function():
+    """Gemini CLI gives its own ids to results of calls that came without one."""
+    body = {
+        "contents": [
+            {"role": "user", "parts": [{"text": "go"}]},
+            {"role": "model", "parts": [{"functionCall": {"name": "ls", "args": {}}}, {"functionCall": {"name": "ls", "args": {"a": 1}}}, {"functionCall": {"name": "cat", "args": {}}}]},
+            {"role": "user", "parts": [
+                {"functionResponse": {"id": "cat-17-x", "name": "cat", "response": {"output": "c"}}},
+                {"functionResponse": {"id": "ls-1-y", "name": "ls", "response": {"output": "1"}}},
+                {"functionResponse": {"id": "ls-2-z", "name": "ls", "response": {"error": "2"}}},
+            ]},
+        ]
+    }  # fmt: skip
+    messages = O.request_from_hub(G.request_to_hub(body))["messages"]
+    assert [c["id"] for c in messages[1]["tool_calls"]] == ["gemini_call_0", "gemini_call_1", "gemini_call_2"]
+    assert [(m["tool_call_id"], m["content"]) for m in messages[2:]] == [
+        ("gemini_call_2", "c"),
+        ("gemini_call_0", "1"),
+        ("gemini_call_1", "2"),
+    ]
+
+
+@given(answers())
+def test_gemini_answer_survives_the_hub(answer: hub.Answer) -> None:
+    response = G.answer_from_hub(answer)
+    assert G.answer_from_hub(G.answer_to_hub(response)) == response
+    assert G.answer_to_hub(response) == replace(answer, id=response["responseId"])
+
+
+@given(answers(), st.lists(st.integers(0, 10_000), max_size=12))
+def test_gemini_stream_adds_up_to_the_answer(answer: hub.Answer, cuts: list[int]) -> None:
+    data = GS.StreamEncoder().encode(hub.events_of(answer))
+    _check_gemini_stream(data)
+    assembled = hub.assemble(_decode(GS.StreamDecoder(), _split(data, cuts)))
+    assert G.answer_from_hub(assembled) == {**G.answer_from_hub(answer), "responseId": assembled.id}
+
+
+@given(answers(signatures=False), st.lists(st.integers(0, 10_000), max_size=12))
+def test_openai_stream_becomes_a_gemini_stream_of_the_same_answer(answer: hub.Answer, cuts: list[int]) -> None:
+    """An OpenAI stream cut anywhere, translated to Gemini's, adds up to the non-streamed translation."""
+    upstream = OS.StreamEncoder(answer.model).encode(hub.events_of(answer))
+    client = GS.StreamEncoder().encode(_decode(OS.StreamDecoder(), _split(upstream, cuts)))
+    _check_gemini_stream(client)
+    streamed = G.answer_from_hub(hub.assemble(_decode(GS.StreamDecoder(), [client])))
+    whole = G.answer_from_hub(O.answer_to_hub(O.answer_from_hub(answer)))
+    assert streamed == {**whole, "responseId": streamed["responseId"]}
+
+
+@given(answers(), st.lists(st.integers(0, 10_000), max_size=12))
+def test_gemini_stream_becomes_an_anthropic_stream_of_the_same_answer(answer: hub.Answer, cuts: list[int]) -> None:
+    upstream = GS.StreamEncoder(answer.model).encode(hub.events_of(answer))
+    client = AS.StreamEncoder().encode(_decode(GS.StreamDecoder(), _split(upstream, cuts)))
+    check_anthropic_stream(_anthropic_events(client))
+    streamed = A.answer_from_hub(hub.assemble(_decode(AS.StreamDecoder(), [client])))
+    whole = A.answer_from_hub(G.answer_to_hub(G.answer_from_hub(answer)))
+    assert streamed == {**whole, "id": streamed["id"]}
+
+
+def _check_gemini_stream(data: bytes) -> None:
+    """Fail unless DATA is what Gemini CLI accepts: `data:` events of GenerateContentResponses
+    with CRLF line ends, no empty answer text part, a finishReason last (and only last)."""
+    events = data.split(b"\r\n\r\n")
+    assert events[-1] == b""
+    chunks = [json.loads(event.removeprefix(b"data: ")) for event in events[:-1]]
+    for chunk in chunks:
+        parts = chunk["candidates"][0]["content"]["parts"]
+        assert chunk["candidates"][0]["content"]["role"] == "model"
+        assert all(p.get("thought") or p.get("text") != "" for p in parts), parts
+    assert [("finishReason" in c["candidates"][0]) for c in chunks] == [False] * (len(chunks) - 1) + [True]
+    assert "usageMetadata" in chunks[-1]
+
+
+GEMINI_KEYS = [
+    "contents", "role", "parts", "text", "thought", "thoughtSignature", "inlineData", "fileData", "mimeType", "data",
+    "fileUri", "functionCall", "functionResponse", "id", "name", "args", "response", "output", "error", "user", "model",
+    "systemInstruction", "tools", "functionDeclarations", "parameters", "parametersJsonSchema", "description",
+    "toolConfig", "functionCallingConfig", "mode", "allowedFunctionNames", "generationConfig", "maxOutputTokens",
+    "temperature", "topP", "topK", "stopSequences", "responseMimeType", "responseSchema", "responseJsonSchema",
+    "thinkingConfig", "thinkingBudget", "thinkingLevel", "type", "properties", "googleSearch",
+]  # fmt: skip
+gemini_anything = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5) | st.sampled_from(GEMINI_KEYS),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(GEMINI_KEYS), inner, max_size=5),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=500)
+@given(
+    st.fixed_dictionaries(
+        {"contents": st.lists(st.dictionaries(st.sampled_from(GEMINI_KEYS), gemini_anything, max_size=5))}
+    ),
+    st.dictionaries(st.sampled_from(GEMINI_KEYS), gemini_anything, max_size=6),
+)
+def test_any_gemini_body_is_translated_or_refused_as_a_bad_request(
+    contents: dict[str, Any], rest: dict[str, Any]
+) -> None:
+    """Whatever a Gemini client sends, translating it gives a request or a BadRequest, never a crash."""
+    body = {**rest, **contents} if rest.get("contents") is None else rest
+    for target in ("anthropic", "openai-chat"):
+        try:
+            translate_request("gemini", target, body, "m", True)
+        except BadRequest:
+            pass

@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 
 from router.translate import anthropic as A
 from router.translate import anthropic_stream as AS
+from router.translate import gemini as G
+from router.translate import gemini_stream as GS
 from router.translate import hub
 from router.translate import openai_chat as O
 from router.translate import openai_chat_stream as OS
@@ -270,6 +272,103 @@ def test_llama_server_streams_translate_to_the_whole_answer(answer, sizes, calls
     assert streamed == {**whole, "id": streamed["id"]}
 
 
+# -- llama-server's chunks to a Gemini client --------------------------------------------------
+
+
+def to_gemini(data: bytes, piece: int = 0) -> bytes:
+    """An OpenAI chat stream translated to Gemini's, fed in pieces of PIECE bytes (0: whole)."""
+    decoder, encoder = OS.StreamDecoder(), GS.StreamEncoder("qwen")
+    size = piece or len(data) or 1
+    out = b"".join(encoder.encode(decoder.feed(data[at : at + size])) for at in range(0, len(data), size))
+    return out + encoder.encode(decoder.close())
+
+
+def gemini_responses(data: bytes) -> list[dict[str, Any]]:
+    """The GenerateContentResponses of a Gemini stream (CRLF-separated `data:` events)."""
+    return [json.loads(event.removeprefix(b"data: ")) for event in data.split(b"\r\n\r\n") if event]
+
+
+def gemini_parts(data: bytes) -> list[dict[str, Any]]:
+    return [part for chunk in gemini_responses(data) for part in chunk["candidates"][0]["content"]["parts"]]
+
+
+@pytest.mark.parametrize("piece", [1, 2, 3, 7, 0])
+def test_think_tags_become_thought_parts_never_answer_text(piece):
+    data = sse_bytes(
+        [chunk({"content": c}) for c in ["<thi", "nk>Let me see.", " Done.</", "think>\n\n", "The answer", " is 4."]]
+        + [chunk({}, "stop")]
+    )
+    parts = gemini_parts(to_gemini(data, piece))
+    assert "".join(p["text"] for p in parts if p.get("thought")) == "Let me see. Done."
+    assert "".join(p["text"] for p in parts if not p.get("thought")) == "The answer is 4."
+    assert all(p["text"] for p in parts if not p.get("thought")), "Gemini CLI refuses an empty text part"
+
+
+def test_reasoning_content_becomes_thought_parts_and_usage_the_gemini_split():
+    data = sse_bytes(
+        [chunk({"role": "assistant", "content": None}), chunk({"reasoning_content": "plan"}), chunk({"content": "ok"})]
+        + [chunk({}, "length"), usage_chunk(9, 2, 4)]
+    )
+    chunks = gemini_responses(to_gemini(data))
+    assert [p for c in chunks for p in c["candidates"][0]["content"]["parts"]] == [
+        {"text": "plan", "thought": True},
+        {"text": "ok"},
+    ]
+    assert chunks[-1]["candidates"][0]["finishReason"] == "MAX_TOKENS"
+    assert chunks[-1]["usageMetadata"] == {
+        "promptTokenCount": 9,
+        "candidatesTokenCount": 2,
+        "totalTokenCount": 11,
+        "cachedContentTokenCount": 4,
+    }
+    assert chunks[-1]["modelVersion"] == "qwen"
+
+
+def test_an_upstream_error_mid_stream_is_a_google_error_chunk():
+    data = sse_bytes([chunk({"content": "par"}), {"error": {"message": "slot died", "code": 500}}], done=False)
+    chunks = gemini_responses(to_gemini(data))
+    assert chunks[-1] == {"error": {"code": 500, "message": "slot died", "status": "INTERNAL"}}
+
+
+def test_a_gemini_stream_cut_before_its_finish_is_an_error_not_a_complete_answer():
+    decoder = GS.StreamDecoder()
+    events = decoder.feed(b'data: {"candidates":[{"content":{"parts":[{"text":"par"}]}}]}\r\n\r\n') + decoder.close()
+    assert isinstance(events[-1], hub.Failure) and "finishReason" in events[-1].message
+
+
+def test_a_signature_on_a_gemini_function_call_comes_back_on_it():
+    """Gemini 3 signs its function calls: the signature reaches the client as an empty thinking
+    block before the call, and goes back onto the call."""
+    data = (
+        b'data: {"candidates":[{"content":{"role":"model","parts":[{"functionCall":{"name":"ls","args":{}},'
+        b'"thoughtSignature":"SIG"}]},"finishReason":"STOP"}],"responseId":"r1"}\r\n\r\n'
+    )
+    decoder = GS.StreamDecoder()
+    answer = hub.assemble(decoder.feed(data) + decoder.close())
+    assert [type(p).__name__ for p in answer.parts] == ["Reasoning", "ToolCall"] and answer.stop == "tool_use"
+    assert answer.parts[0] == hub.Reasoning("", "SIG")
+    assert G.parts_from_hub(answer.parts, {}) == [
+        {"functionCall": {"name": "ls", "args": {}}, "thoughtSignature": "SIG"}
+    ], "the id made for the call is not sent to Gemini"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    answers(signatures=False),
+    st.lists(st.integers(1, 12), min_size=1, max_size=4),
+    st.integers(1, 4),
+    st.integers(0, 9),
+)
+def test_llama_server_streams_translate_to_the_whole_gemini_answer(answer, sizes, calls_per_chunk, piece):
+    """Any answer, streamed by llama-server in any fragments, read in any byte pieces, adds up (for
+    a Gemini client) to the non-streamed translation of the same answer."""
+    data = to_gemini(sse_bytes(llama_chunks(answer, sizes, calls_per_chunk)), piece=piece)
+    decoder = GS.StreamDecoder()
+    streamed = G.answer_from_hub(hub.assemble(decoder.feed(data) + decoder.close()))
+    whole = G.answer_from_hub(O.answer_to_hub(O.answer_from_hub(answer)))
+    assert streamed == {**whole, "modelVersion": streamed["modelVersion"], "responseId": streamed["responseId"]}
+
+
 # -- the strict SDKs, through a socket ---------------------------------------------------------
 
 RICH = hub.Answer(
@@ -412,13 +511,60 @@ anthropic_events_any = st.fixed_dictionaries(
 )
 
 
+GEMINI_STREAM_WORDS = [
+    "candidates", "content", "parts", "text", "thought", "thoughtSignature", "functionCall", "name", "args", "id",
+    "finishReason", "STOP", "MAX_TOKENS", "SAFETY", "usageMetadata", "promptTokenCount", "candidatesTokenCount",
+    "error", "code", "message", "promptFeedback", "blockReason", "modelVersion", "responseId", "role", "model",
+]  # fmt: skip
+gemini_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 3) | st.text(max_size=4) | st.sampled_from(GEMINI_STREAM_WORDS),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(GEMINI_STREAM_WORDS), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+gemini_chunks = st.fixed_dictionaries(
+    {},
+    optional={
+        "candidates": st.lists(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "content": st.fixed_dictionaries(
+                        {},
+                        optional={
+                            "parts": st.lists(
+                                st.dictionaries(
+                                    st.sampled_from(["text", "thought", "thoughtSignature", "functionCall"]),
+                                    gemini_values,
+                                ),
+                                max_size=3,
+                            )
+                            | gemini_values
+                        },
+                    )
+                    | gemini_values,
+                    "finishReason": gemini_values,
+                },
+            ),
+            max_size=2,
+        )
+        | gemini_values,
+        "usageMetadata": st.dictionaries(st.sampled_from(GEMINI_STREAM_WORDS[14:17]), gemini_values) | gemini_values,
+        "error": gemini_values,
+        "promptFeedback": gemini_values,
+    },
+)
+
+
 @settings(max_examples=400, deadline=None)
-@given(st.lists(openai_chunks | anthropic_events_any | chunk_values, max_size=6))
+@given(st.lists(openai_chunks | anthropic_events_any | gemini_chunks | chunk_values, max_size=6))
 def test_any_upstream_stream_is_translated_or_ends_in_an_error_event(chunks):
     """Whatever an upstream streams, each decoder gives hub events the encoders can write (ending
     in an error event when the stream makes no sense), never an exception."""
     data = b"".join(f"data: {json.dumps(c)}\n\n".encode() for c in chunks)
-    for decoder in (OS.StreamDecoder(), AS.StreamDecoder()):
+    for decoder in (OS.StreamDecoder(), AS.StreamDecoder(), GS.StreamDecoder()):
         events = decoder.feed(data) + decoder.close()
         AS.StreamEncoder().encode(events)
         OS.StreamEncoder().encode(events)
+        GS.StreamEncoder().encode(events)

@@ -224,6 +224,106 @@ def openai_requests(draw: st.DrawFn) -> dict[str, Any]:
     )
 
 
+# -- Gemini ------------------------------------------------------------------------------------
+
+g_text = st.builds(lambda text: {"text": text}, words)
+g_image = st.one_of(
+    st.builds(
+        lambda media, data: {"inlineData": {"mimeType": media, "data": data}},
+        st.sampled_from(["image/png", "image/jpeg"]),
+        base64,
+    ),
+    st.builds(
+        lambda media, url: {"fileData": {**without_none(mimeType=media), "fileUri": url}},
+        optional(st.just("image/png")),
+        urls,
+    ),
+)
+g_thought = st.builds(
+    lambda text, signature: {"text": text, "thought": True, **without_none(thoughtSignature=signature)},
+    words,
+    optional(ids),
+)
+g_responses = (
+    st.builds(lambda text: {"output": text}, words.filter(lambda text: not text.lstrip().startswith("{")))
+    | st.builds(lambda text: {"error": text}, words)
+    | json_objects.filter(lambda value: not (len(value) == 1 and set(value) <= {"output", "error"}))
+)
+
+
+@st.composite
+def g_call(draw: st.DrawFn) -> dict[str, Any]:
+    """A functionCall part, with or without an id (and sometimes a thought signature)."""
+    call = without_none(id=draw(optional(ids)), name=draw(names), args=draw(json_objects))
+    return {"functionCall": call, **without_none(thoughtSignature=draw(optional(ids)))}
+
+
+@st.composite
+def g_turns(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """A user turn, the model's turn, and when it called functions a user turn answering each."""
+    turns = [{"role": "user", "parts": draw(st.lists(g_text | g_image, min_size=1, max_size=3))}]
+    calls = draw(st.lists(g_call(), max_size=3))
+    model = draw(st.lists(g_thought, max_size=1)) + draw(st.lists(g_text, max_size=2)) + calls
+    if not model:
+        return turns
+    turns.append({"role": "model", "parts": model})
+    if calls:
+        answers = []
+        for part in calls:
+            call = part["functionCall"]
+            response = without_none(id=call.get("id"), name=call["name"], response=draw(g_responses))
+            if draw(st.booleans()):
+                response["parts"] = [draw(g_image)]
+            answers.append({"functionResponse": response})
+        turns.append({"role": "user", "parts": answers + draw(st.lists(g_text, max_size=1))})
+    return turns
+
+
+g_declaration = st.builds(
+    lambda name, description, schema: {
+        "name": name,
+        **without_none(description=description),
+        "parametersJsonSchema": schema,
+    },
+    names,
+    optional(words),
+    schemas,
+)
+g_tool_config = st.builds(
+    lambda mode: {"functionCallingConfig": {"mode": mode}}, st.sampled_from(["AUTO", "ANY", "NONE"])
+)
+g_tool_config |= st.builds(
+    lambda name: {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [name]}}, names
+)
+
+
+@st.composite
+def gemini_requests(draw: st.DrawFn) -> dict[str, Any]:
+    """A generateContent request in canonical shape (no model, no stream flag: both are in the path)."""
+    config = without_none(
+        maxOutputTokens=draw(optional(st.integers(1, 100_000))),
+        temperature=draw(optional(st.floats(0, 2))),
+        topP=draw(optional(st.floats(0, 1))),
+        topK=draw(optional(st.integers(1, 100))),
+        stopSequences=draw(optional(st.lists(words, min_size=1, max_size=3))),
+    )
+    if draw(st.booleans()):
+        config["responseMimeType"] = "application/json"
+        if draw(st.booleans()):
+            config["responseJsonSchema"] = draw(schemas)
+    budget, level = draw(optional(st.integers(1, 32_000))), draw(optional(st.sampled_from(["LOW", "MEDIUM", "HIGH"])))
+    if budget is not None or level is not None:
+        config["thinkingConfig"] = {"includeThoughts": True, **without_none(thinkingBudget=budget, thinkingLevel=level)}
+    tools = draw(optional(st.lists(g_declaration, min_size=1, max_size=3)))
+    return without_none(
+        contents=[turn for turns in draw(st.lists(g_turns(), min_size=1, max_size=3)) for turn in turns],
+        systemInstruction=draw(optional(st.builds(lambda parts: {"parts": parts}, st.lists(g_text, min_size=1)))),
+        tools=[{"functionDeclarations": tools}] if tools else None,
+        toolConfig=draw(optional(g_tool_config)),
+        generationConfig=config or None,
+    )
+
+
 # -- answers -----------------------------------------------------------------------------------
 
 usages = st.builds(hub.Usage, *(st.integers(0, 100_000) for _ in range(2)), st.integers(0, 5000), st.just(0))

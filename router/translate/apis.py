@@ -4,12 +4,12 @@ through the hub. Pure: bytes and dicts in, bytes and dicts out."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from router.errors import BadRequest
 from router.jsonutil import dumps_bytes, loads
-from router.translate import anthropic, anthropic_stream, hub, openai_chat, openai_chat_stream
+from router.translate import anthropic, anthropic_stream, gemini, gemini_stream, hub, openai_chat, openai_chat_stream
 
 #: every value an upstream's `api:` may take
 API_NAMES = ("anthropic", "openai-chat", "openai-responses", "gemini")
@@ -34,13 +34,17 @@ class Api:
     """What translation needs of one API."""
 
     name: str
-    path: str  # where its model turns are posted
+    path: str | Callable[[str, bool], str]  # where turns are posted (Gemini's: from the model and stream flag)
     request_to_hub: Callable[[dict[str, Any]], hub.Request]
     request_from_hub: Callable[[hub.Request], dict[str, Any]]
     answer_to_hub: Callable[[dict[str, Any]], hub.Answer]
     answer_from_hub: Callable[[hub.Answer], dict[str, Any]]
     decoder: Callable[[], Decoder]
     encoder: Callable[[bool], Encoder]  # argument: whether the client asked for usage in the stream
+
+    def turn_path(self, model: str, stream: bool) -> str:
+        """Where a turn for MODEL is posted, streamed or not."""
+        return self.path if isinstance(self.path, str) else self.path(model, stream)
 
 
 APIS = {
@@ -64,6 +68,16 @@ APIS = {
         openai_chat_stream.StreamDecoder,
         lambda usage: openai_chat_stream.StreamEncoder(include_usage=usage),
     ),
+    "gemini": Api(
+        "gemini",
+        gemini.path,
+        gemini.request_to_hub,
+        gemini.request_from_hub,
+        gemini.answer_to_hub,
+        gemini.answer_from_hub,
+        gemini_stream.StreamDecoder,
+        lambda usage: gemini_stream.StreamEncoder(),
+    ),
 }
 
 
@@ -72,10 +86,19 @@ def translatable(client: str, upstream: str) -> bool:
     return client in APIS and upstream in APIS
 
 
-def translate_request(client: str, upstream: str, body: dict[str, Any]) -> dict[str, Any]:
-    """A request BODY of API CLIENT in API UPSTREAM's shape; raises BadRequest for a shape it cannot read."""
+def translate_request(
+    client: str, upstream: str, body: dict[str, Any], model: str | None = None, stream: bool | None = None
+) -> dict[str, Any]:
+    """A request BODY of API CLIENT in API UPSTREAM's shape, for MODEL and STREAM when given (an
+    API that names them in its path has them outside BODY); raises BadRequest for a shape it cannot read."""
     try:
-        return APIS[upstream].request_from_hub(APIS[client].request_to_hub(body))
+        request = APIS[client].request_to_hub(body)
+        request = replace(
+            request,
+            model=request.model if model is None else model,
+            stream=request.stream if stream is None else stream,
+        )
+        return APIS[upstream].request_from_hub(request)
     except (TypeError, AttributeError, KeyError, ValueError) as exc:  # a field of a type no API allows
         raise BadRequest(
             f"the request cannot be translated to {upstream} ({type(exc).__name__}: {exc}); check its fields' types"

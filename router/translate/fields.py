@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from router.errors import BadRequest
@@ -31,4 +32,30 @@ def text(value: Any, where: str) -> str:
         return ""
     if not isinstance(value, str):
         raise BadRequest(f"{where}: expected a string")
+    return value
+
+
+def mapping(value: Any, where: str) -> dict[str, Any]:
+    """VALUE when it is a JSON object (None: empty)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest(f"{where}: expected an object")
+    return value
+
+
+def number(value: Any, where: str, whole: bool = False) -> Any:
+    """VALUE when it is a finite number (an integer when WHOLE; None when absent)."""
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (isinstance(value, float) and not math.isfinite(value))
+    ):
+        raise BadRequest(f"{where}: expected a number")
+    if whole and isinstance(value, float):
+        if not value.is_integer():
+            raise BadRequest(f"{where}: expected an integer")
+        return int(value)
     return value

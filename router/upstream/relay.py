@@ -91,7 +91,7 @@ async def relay(
 ) -> AsyncIterator[Part]:
     """Wait for a slot on one of UPSTREAM's servers at PRIORITY, then relay its answer (in the
     client's API when the upstream speaks another)."""
-    translation = plan(request, upstream)
+    translation = plan(request, upstream, edits)
     body = translation.body(edits) if translation else edits.encode()
     if translation:
         trace.notes.append(translation.note)
@@ -269,7 +269,7 @@ async def _exchange(
                 raise _error_from_body(up.status, first, keep_type=not translation)
         if translation:
             async with aclosing(translation.answer(up.status, _content_type(up), first, next_chunk)) as parts:
-                async for part in parts:
+                async for part in _kept_alive(parts, heartbeat):
                     yield part
             complete = True
             return
@@ -301,6 +301,31 @@ async def _exchange(
             up.release()
         else:
             up.close()  # the server sees the request cancelled
+
+
+async def _kept_alive(parts: AsyncIterator[Part], heartbeat: Heartbeat) -> AsyncIterator[Part]:
+    """PARTS, with HEARTBEAT's keep-alive events (and its early head) while the next part is slow:
+    a translated stream reads the upstream's SSE comments during a long prefill and has nothing
+    to send for them."""
+    if heartbeat.event is None:
+        async for part in parts:
+            yield part
+        return
+    while True:
+        task = asyncio.ensure_future(anext(parts))
+        try:
+            async for beat in heartbeat.until(task):
+                yield beat
+        finally:
+            if not task.done():  # the client left: the translation stops before it is closed
+                task.cancel()
+                await asyncio.wait({task})
+        try:
+            part = task.result()
+        except StopAsyncIteration:
+            return
+        heartbeat.started = heartbeat.started or isinstance(part, Head)
+        yield part
 
 
 @dataclass(frozen=True)

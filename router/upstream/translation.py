@@ -17,8 +17,9 @@ from router.translate.apis import APIS, StreamTranslator, answer_of, render_answ
 from router.translate.hub import StreamError
 from router.upstream.pool import Upstream
 
-#: the request kind that is a model turn, per API (other kinds have no counterpart to translate to)
-TURN_KINDS = {"anthropic": "messages", "openai-chat": "chat"}
+#: the request kinds that are model turns, per API (other kinds have no counterpart to translate to);
+#: a Gemini kind names its model after a colon (`stream:MODEL`)
+TURN_KINDS = {"anthropic": ("messages",), "openai-chat": ("chat",), "gemini": ("generate", "stream")}
 ANTHROPIC_VERSION = "2023-06-01"
 
 
@@ -38,11 +39,12 @@ class Translation:
     upstream_name: str
     stream: bool
     client_wants_usage: bool = True
+    model: str = ""  # the model the upstream is asked for
 
     @property
     def path(self) -> str:
-        """Where the upstream's API takes model turns."""
-        return APIS[self.upstream].path
+        """Where the upstream's API takes this model turn (Gemini's path names the model and the stream)."""
+        return APIS[self.upstream].turn_path(self.model, self.stream)
 
     @property
     def note(self) -> str:
@@ -51,7 +53,7 @@ class Translation:
 
     def body(self, edits: Edits) -> bytes:
         """The edited request in the upstream's API."""
-        return dumps_bytes(translate_request(self.client, self.upstream, dict(edits.body)))
+        return dumps_bytes(translate_request(self.client, self.upstream, dict(edits.body), self.model, self.stream))
 
     def headers(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """HEADERS for a body the router wrote: JSON, not compressed (the answer is read), and the
@@ -94,9 +96,9 @@ async def _rest(next_chunk: Callable[[], Awaitable[bytes]]) -> AsyncIterator[byt
         yield chunk
 
 
-def plan(request: Request, upstream: Upstream) -> Translation | None:
-    """How REQUEST crosses to UPSTREAM, or None when it goes as it is (same API, no `api:` set, or
-    a path that is no model turn); raises RouterError for a crossing that cannot be made."""
+def plan(request: Request, upstream: Upstream, edits: Edits) -> Translation | None:
+    """How REQUEST (as EDITS leave it) crosses to UPSTREAM, or None when it goes as it is (same API,
+    no `api:` set, or a path that is no model turn); raises RouterError for a crossing that cannot be made."""
     api, client = upstream.config.api, request.protocol.name
     if api is None or api == client or request.kind is None:
         return None
@@ -104,10 +106,10 @@ def plan(request: Request, upstream: Upstream) -> Translation | None:
     if not translatable(client, api):
         raise RouterError(
             501,
-            f"ghost-router cannot translate {client} requests for {where} yet: only anthropic and openai-chat "
+            f"ghost-router cannot translate {client} requests for {where} yet: only {', '.join(APIS)} "
             "are translated. Point this client's rule at an upstream that speaks its API.",
         )
-    if request.kind != TURN_KINDS[client]:
+    if request.kind.split(":", 1)[0] not in TURN_KINDS[client]:
         raise RouterError(
             400,
             f"ghost-router: {request.path} has no counterpart in {api}, the API of {where}; answer it "
@@ -117,4 +119,11 @@ def plan(request: Request, upstream: Upstream) -> Translation | None:
     body = request.body if isinstance(request.body, dict) else {}
     options = body.get("stream_options")
     wants_usage = client != "openai-chat" or (isinstance(options, dict) and options.get("include_usage") is True)
-    return Translation(client, api, upstream.name, request.view.stream, wants_usage)
+    return Translation(client, api, upstream.name, request.view.stream, wants_usage, _model(request, edits))
+
+
+def _model(request: Request, edits: Edits) -> str:
+    """The model the upstream is asked for: the edited body's, else the one a rule or the upstream's
+    `model:` chose, else the one the client named (Gemini names it in the path)."""
+    named = edits.body.get("model")
+    return named if isinstance(named, str) and named else edits.model or request.view.model or ""
