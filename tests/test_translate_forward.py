@@ -323,7 +323,7 @@ async def test_an_api_without_a_translator_yet_is_refused_before_the_queue(make_
     with pytest.raises(anthropic.APIStatusError) as caught:
         await client.messages.create(model="m", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
     assert caught.value.status_code == 501
-    assert "only anthropic and openai-chat" in caught.value.body["error"]["message"]
+    assert "only anthropic, openai-chat and openai-responses" in caught.value.body["error"]["message"]
     assert upstream.seen == []
 
 

@@ -18,7 +18,7 @@ from router.translate.hub import StreamError
 from router.upstream.pool import Upstream
 
 #: the request kind that is a model turn, per API (other kinds have no counterpart to translate to)
-TURN_KINDS = {"anthropic": "messages", "openai-chat": "chat"}
+TURN_KINDS = {"anthropic": "messages", "openai-chat": "chat", "openai-responses": "responses"}
 ANTHROPIC_VERSION = "2023-06-01"
 
 
@@ -104,8 +104,8 @@ def plan(request: Request, upstream: Upstream) -> Translation | None:
     if not translatable(client, api):
         raise RouterError(
             501,
-            f"ghost-router cannot translate {client} requests for {where} yet: only anthropic and openai-chat "
-            "are translated. Point this client's rule at an upstream that speaks its API.",
+            f"ghost-router cannot translate {client} requests for {where} yet: only anthropic, openai-chat and "
+            "openai-responses are translated. Point this client's rule at an upstream that speaks its API.",
         )
     if request.kind != TURN_KINDS[client]:
         raise RouterError(
