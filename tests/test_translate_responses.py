@@ -16,6 +16,8 @@ import pytest
 from router.app import build_app
 from router.config import parse_config
 from router.plugins import load_plugins
+from router.protocols.overflow import Overflow
+from router.protocols.overflow import detect as detect_overflow
 from tests.test_translate_forward import RULES
 from tests.translate_cases import check_responses_stream
 
@@ -351,3 +353,16 @@ async def test_a_malformed_responses_body_is_a_400_in_the_responses_shape(router
     error = (await answer.json())["error"]
     assert error["type"] == "invalid_request_error" and error["message"]
     assert upstream.seen == []
+
+
+def test_openais_context_overflow_is_recognised_as_one():
+    """A Responses server's overflow (OpenAI's shape) becomes each client's own, as llama-server's does."""
+    body = {
+        "error": {
+            "message": "Your input exceeds the context window of this model. Please adjust your input and try again.",
+            "type": "invalid_request_error",
+            "param": "input",
+            "code": "context_length_exceeded",
+        }
+    }
+    assert detect_overflow(json.dumps(body).encode()) == Overflow(None, None)
