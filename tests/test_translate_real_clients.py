@@ -361,3 +361,30 @@ async def test_real_codex_takes_a_translated_context_overflow_for_its_own(aiohtt
     code, out, err = await run_codex(router, "local-model", "hello", tmp_path)
     assert code != 0
     assert "ran out of room in the model's context window" in err, err
+
+
+async def test_real_codex_reads_a_translated_mid_stream_failure(aiohttp_server, tmp_path):
+    """An OpenAI chat server's error chunk after the answer began reaches Codex as `response.failed`
+    with the server's message: Codex retries it as a server error (5 times), then reports it."""
+    tries: list[int] = []
+
+    async def fail_mid_stream(request: web.Request) -> web.StreamResponse:
+        tries.append(1)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        base = {"id": "chatcmpl-x", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+        delta = {"role": "assistant", "content": "Hel"}
+        await response.write(f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': delta}]})}\n\n".encode())
+        error = {"error": {"code": 500, "message": "the slot crashed", "type": "server_error"}}
+        await response.write(f"data: {json.dumps(error)}\n\n".encode())
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", fail_mid_stream)
+    upstream = await aiohttp_server(app)
+    router = await aiohttp_server(codex_router_config(str(upstream.make_url("")).rstrip("/")))
+    code, out, err = await run_codex(router, "local-model", "hello", tmp_path)
+    assert code != 0
+    assert "stream disconnected before completion: the slot crashed" in err, err
+    assert len(tries) >= 2, "Codex retried it as a server error"

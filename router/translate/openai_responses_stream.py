@@ -185,7 +185,6 @@ class StreamEncoder:
         self._started = False
         self._finished = False
         self._parts: dict[int, hub.Text | hub.ToolCall | hub.Reasoning] = {}  # so far, by index
-        self._usage = hub.Usage()
 
     def encode(self, events: list[hub.Event]) -> bytes:
         """The SSE bytes for EVENTS."""
@@ -209,7 +208,6 @@ class StreamEncoder:
             if isinstance(event, hub.Start):
                 self.model = event.model or self.model
                 self._id = response_id(event.id)
-                self._usage = event.usage
             out += self._event("response.created", response=self._response("in_progress"))
             out += self._event("response.in_progress", response=self._response("in_progress"))
         if isinstance(event, hub.PartStart):
