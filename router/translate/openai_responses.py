@@ -447,9 +447,3 @@ def error_code(status: int, error_type: str | None) -> str:
 def status_of(code: Any) -> int:
     """The HTTP status a Responses error CODE stands for."""
     return ERROR_CODES_TO_STATUS.get(str(code), 500)
-
-
-def error_body(status: int, message: str, error_type: str | None) -> dict[str, Any]:
-    """The Responses API's error object."""
-    kind = "server_error" if status >= 500 else "invalid_request_error"
-    return {"error": {"message": message, "type": kind, "param": None, "code": error_code(status, error_type)}}
