@@ -178,7 +178,7 @@ def test_any_body_is_translated_or_refused_as_a_bad_request(
 ) -> None:
     """Whatever a client sends, translating it gives a request or a BadRequest, never a crash."""
     body = {**rest, **messages} if "messages" not in rest or rest["messages"] is None else rest
-    for target in ("anthropic", "openai-chat"):
+    for target in ("anthropic", "openai-chat", "openai-responses"):
         try:
             translate_request(api, target, body)
         except BadRequest:
@@ -326,7 +326,7 @@ RESPONSES_KEYS = [
 )
 def test_any_responses_body_is_translated_or_refused_as_a_bad_request(items: dict[str, Any], rest: dict[str, Any]):
     """Whatever a Responses client sends, translating it gives a request or a BadRequest, never a crash."""
-    for target in ("anthropic", "openai-chat"):
+    for target in ("anthropic", "openai-chat", "openai-responses"):
         try:
             translate_request("openai-responses", target, {**rest, **items})
         except BadRequest:
