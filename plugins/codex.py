@@ -35,6 +35,7 @@ from router.api import (
 )
 
 METADATA_HEADER = "x-codex-turn-metadata"
+CONTEXT_EXCEEDED = "context_length_exceeded"  # the error code on which Codex compacts
 
 
 def item_text(content: Any) -> str:
@@ -111,6 +112,11 @@ class OpenAIResponses(Protocol):
         status = 503 if error.status == 529 else error.status
         kind = "server_error" if status >= 500 else "invalid_request_error"
         return status, {"error": {"message": error.message, "type": kind, "param": None, "code": error.error_type}}
+
+    def context_overflow(self, prompt_tokens: int | None, context: int | None) -> RouterError:
+        """OpenAI's code `context_length_exceeded`, on which Codex compacts its context."""
+        sizes = f" ({prompt_tokens} tokens > {context} maximum)" if prompt_tokens and context else ""
+        return RouterError(400, f"Your input exceeds the context window of this model{sizes}.", CONTEXT_EXCEEDED)
 
     def error_answer(self, error: RouterError, request_id: str) -> Answer:
         """`{"error": {...}}` as the Responses API returns it."""

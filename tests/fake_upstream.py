@@ -15,6 +15,7 @@ comma-separated list of directives:
   die_after=N     stream N deltas, then drop the connection (with die_when=NAME: once gate NAME opens)
   stall_after=N   stream N deltas, then go silent (connection kept open)
   tool=NAME       answer with a tool_use block calling NAME
+  stop=REASON     the Anthropic answer's stop_reason (default end_turn, tool_use with tool=NAME)
   overflow        answer llama-server's context-size error (on every path)
   garbage         answer 200 with an HTML page
 On /v1/chat/completions (llama-server's chunk shapes: a role chunk with null content, pieces of
@@ -225,11 +226,10 @@ class FakeUpstream:
         if not body.get("stream"):
             if "hold" in d:
                 await self.gate(d["hold"]).wait()
-            return web.json_response(
-                _message(
-                    model, d.get("say") or "".join(f"tok{i} " for i in range(events)), d.get("tool"), self.agent_command
-                )
+            whole = _message(
+                model, d.get("say") or "".join(f"tok{i} " for i in range(events)), d.get("tool"), self.agent_command
             )
+            return web.json_response({**whole, "stop_reason": d.get("stop", whole["stop_reason"])})
         response = prepared or web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         if not prepared:
             await response.prepare(request)
@@ -279,7 +279,7 @@ class FakeUpstream:
                     _sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
                 )
             await response.write(_sse("content_block_stop", {"type": "content_block_stop", "index": index}))
-        stop = "tool_use" if d.get("tool") else "end_turn"
+        stop = d.get("stop") or ("tool_use" if d.get("tool") else "end_turn")
         await response.write(
             _sse(
                 "message_delta",

@@ -1,8 +1,9 @@
 """The real CLIs through a translating upstream: Claude Code to a server that speaks only OpenAI
 chat (llama-server's chunk shapes, with reasoning), OpenCode to one that speaks only Anthropic,
-Gemini CLI to one replaying a real llama-server's chunks. Each turn completes only if the client
-ran the tool and sent its result back through the router. And a real llama-server's own OpenAI
-chat answers, translated for the anthropic SDK and printed by Gemini CLI."""
+Gemini CLI and Codex (Responses only) to ones replaying a real llama-server's chunks. Each turn
+completes only if the client ran the tool and sent its result back through the router. And a real
+llama-server's own OpenAI chat answers, translated for the anthropic SDK and printed by Gemini CLI
+and by Codex."""
 
 from __future__ import annotations
 
@@ -21,9 +22,11 @@ from aiohttp import web
 from router import client_line
 from router.app import build_app
 from router.config import Overrides, embedded_rules_text, parse_config
-from router.plugins import builtin_registry
+from router.plugins import builtin_registry, load_plugins
 from tests.clients import client_binary, split_line
+from tests.fake_upstream import LLAMA_OVERFLOW
 from tests.test_claude_code_cli import MARKER, run_claude
+from tests.test_codex import LOOPBACK_ONLY
 from tests.test_gemini import SETTINGS
 from tests.test_llama_server import llama  # noqa: F401 (the fixture)
 
@@ -395,3 +398,270 @@ def _cut(text: str, count: int) -> list[str]:
         pieces.append(text[at:end])
         at = end
     return pieces
+
+
+# -- Codex CLI through an OpenAI chat upstream -------------------------------------------------
+
+
+def codex_router_config(upstream_url: str, model: str | None = None):
+    """The embedded default rules and every plugin (Codex's among them), the default upstream
+    speaking OpenAI chat."""
+    plugins = load_plugins()
+    registry, rules = plugins.registry()
+    config = parse_config(
+        with_api("openai-chat")(embedded_rules_text()),
+        "default",
+        registry,
+        Overrides(upstream_url=upstream_url, model=model),
+        rules,
+    )
+    return build_app(config, registry, plugins=plugins, plugin_rules=rules, verbose=True)
+
+
+async def run_codex(router, model: str, prompt: str, workdir) -> tuple[int, str, str]:
+    """`codex exec PROMPT` started from the client line serve prints for ROUTER (HOME and
+    CODEX_HOME in WORKDIR, no config file): exit code, stdout (the final message), stderr."""
+    binary = client_binary("codex", "codex")
+    home, work = workdir / "home", workdir / "work"
+    (home / ".codex").mkdir(parents=True)
+    work.mkdir()
+    env, argv = split_line(client_line.codex(str(router.make_url("")).rstrip("/"), model, 32768))
+    env = {"PATH": os.environ["PATH"], "HOME": str(home), "CODEX_HOME": str(home / ".codex"), **env}
+    exec_options = ["--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox", *LOOPBACK_ONLY]
+    process = await asyncio.create_subprocess_exec(
+        str(binary),
+        "exec",
+        *argv[1:],
+        *exec_options,
+        prompt,
+        cwd=work,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 900)
+    assert process.returncode is not None
+    return process.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+async def test_real_codex_prints_llama_servers_own_text_through_openai_chat(aiohttp_server, llama, tmp_path, caplog):  # noqa: F811
+    """Codex speaks only the Responses API, llama-server has none: the router translates Codex's
+    turn to OpenAI chat and llama-server's chunks back into Responses events."""
+    router = await aiohttp_server(codex_router_config(llama.url, "smollm2"))
+    code, out, err = await run_codex(router, "smollm2", "Say hello in one short sentence.", tmp_path)
+    assert code == 0, f"stdout: {out}\nstderr: {err}"
+    assert out.strip(), f"no text from the model\nstderr: {err}"
+    decisions = [r.getMessage() for r in caplog.records if r.name == "ghost_router"]
+    # the status is not checked: once, of three runs, Codex closed the connection as soon as it had read
+    # response.completed, before the router had seen llama-server end its stream (logged as 499)
+    assert any("translated openai-responses -> openai-chat" in line for line in decisions), decisions
+    print(f"\nCodex printed: {out.strip()!r}")
+
+
+async def record_llama_chunks(url: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The chunks llama-server streams for BODY."""
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{url}/v1/chat/completions", json=body) as response:
+            assert response.status == 200, await response.text()
+            data = (await response.read()).decode()
+    return [
+        json.loads(line[len("data: ") :])
+        for line in data.splitlines()
+        if line.startswith("data: ") and line != "data: [DONE]"
+    ]
+
+
+@dataclass
+class LlamaChunkKinds:
+    """One chunk of each kind llama-server streams, as recorded from the real server: the role
+    chunk, a content chunk, a tool call's first fragment and a later one, the finish chunk and the
+    usage chunk. A replay fills them with other text and calls."""
+
+    role: dict[str, Any]
+    content: dict[str, Any]
+    call_head: dict[str, Any]
+    call_fragment: dict[str, Any]
+    finish: dict[str, Any]
+    usage: dict[str, Any]
+
+    @classmethod
+    async def record(cls, url: str) -> LlamaChunkKinds:
+        tool = {
+            "type": "function",
+            "function": {
+                "name": "exec_command",
+                "description": "Runs a shell command",
+                "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}, "required": ["cmd"]},
+            },
+        }
+        options = {"stream": True, "stream_options": {"include_usage": True}, "temperature": 0}
+        said = await record_llama_chunks(
+            url, {"messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 4, **options}
+        )
+        # SmolLM2 does not call tools on its own: an assistant turn that begins with one call makes
+        # llama-server's tool_choice=required grammar hold the model to a second, streamed call
+        prefill = '<tool_call>\n{"name": "exec_command", "arguments": {"cmd": "echo hi"}}\n</tool_call>'
+        called = await record_llama_chunks(
+            url,
+            {
+                "messages": [
+                    {"role": "user", "content": "Run the shell command: echo hi"},
+                    {"role": "assistant", "content": prefill},
+                ],
+                "tools": [tool],
+                "tool_choice": "required",
+                "max_tokens": 40,
+                **options,
+            },
+        )
+
+        def first(chunks: list[dict[str, Any]], test: Any) -> dict[str, Any]:
+            found = [c for c in chunks if c.get("choices") and test(c["choices"][0])]
+            assert found, f"llama-server streamed no such chunk: {json.dumps(chunks)[:2000]}"
+            return found[0]
+
+        fragments = [c for c in called if c.get("choices") and c["choices"][0].get("delta", {}).get("tool_calls")]
+        assert fragments, f"llama-server made no tool call when one was required: {json.dumps(called)[:2000]}"
+        streamed = max(c["choices"][0]["delta"]["tool_calls"][0]["index"] for c in fragments)
+        calls = [c for c in fragments if c["choices"][0]["delta"]["tool_calls"][0]["index"] == streamed]
+        return cls(
+            role=first(said, lambda choice: "role" in choice.get("delta", {})),
+            content=first(said, lambda choice: choice.get("delta", {}).get("content")),
+            call_head=calls[0],
+            call_fragment=calls[-1] if len(calls) > 1 else calls[0],
+            finish=first(called, lambda choice: choice.get("finish_reason")),
+            usage=next(c for c in said if c.get("usage")),
+        )
+
+    def text(self, said: str) -> list[dict[str, Any]]:
+        """SAID in the recorded shapes, a few characters a chunk."""
+        pieces = [self._with_delta(self.content, content=said[at : at + 4]) for at in range(0, len(said), 4)]
+        return [self.role, *pieces, self._finish("stop"), self.usage]
+
+    def call(self, call_id: str, name: str, arguments: str) -> list[dict[str, Any]]:
+        """A call of NAME with ARGUMENTS in the recorded shapes: the head (its id, name and, as
+        llama-server sends it, the first piece of the arguments), then the rest in fragments."""
+        pieces = [arguments[at : at + 5] for at in range(0, len(arguments), 5)] or [""]
+        head = copy.deepcopy(self.call_head)
+        [fragment] = head["choices"][0]["delta"]["tool_calls"]
+        fragment.update(index=0, id=call_id)
+        fragment["function"].update(name=name, arguments=pieces[0])
+        rest = []
+        for piece in pieces[1:]:
+            chunk = copy.deepcopy(self.call_fragment)
+            [later] = chunk["choices"][0]["delta"]["tool_calls"]
+            later["index"] = 0
+            later["function"]["arguments"] = piece
+            if "id" in later:  # a server that repeats the id and name in every fragment: the same ones
+                later["id"] = call_id
+            if "name" in later["function"]:
+                later["function"]["name"] = name
+            rest.append(chunk)
+        return [self.role, head, *rest, self._finish("tool_calls"), self.usage]
+
+    def _with_delta(self, chunk: dict[str, Any], **delta: Any) -> dict[str, Any]:
+        chunk = copy.deepcopy(chunk)
+        chunk["choices"][0]["delta"] = delta
+        return chunk
+
+    def _finish(self, reason: str) -> dict[str, Any]:
+        chunk = copy.deepcopy(self.finish)
+        chunk["choices"][0]["finish_reason"] = reason
+        return chunk
+
+
+class ReplayingChatServer:
+    """An OpenAI chat upstream that answers in llama-server's recorded chunk shapes as a model
+    playing a coding agent: it calls exec_command for `echo GHOST_TOOL_RAN`, then reports the
+    tool's output."""
+
+    def __init__(self, shapes: LlamaChunkKinds) -> None:
+        self.shapes = shapes
+        self.seen: list[dict[str, Any]] = []
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.seen.append(body)
+        last = body["messages"][-1]
+        if last["role"] == "tool":
+            chunks = self.shapes.text(f"The command printed: {str(last['content']).strip()}")
+        else:
+            chunks = self.shapes.call("call_replay1", "exec_command", json.dumps({"cmd": f"echo {MARKER}"}))
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for chunk in chunks:
+            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+
+async def test_real_codex_runs_a_tool_through_an_openai_chat_upstream_in_llama_servers_shapes(
+    aiohttp_server,
+    llama,  # noqa: F811
+    tmp_path,
+    caplog,
+):
+    """Codex's tool turn through `api: openai-chat`: the call streamed in the chunk shapes the real
+    llama-server uses (recorded first), Codex runs it and sends the output back by call_id."""
+    replay = ReplayingChatServer(await LlamaChunkKinds.record(llama.url))
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", replay.handle)
+    upstream = await aiohttp_server(app)
+    router = await aiohttp_server(codex_router_config(str(upstream.make_url("")).rstrip("/")))
+    code, out, err = await run_codex(router, "local-model", f"Run the shell command: echo {MARKER}", tmp_path)
+    assert code == 0, f"stdout: {out}\nstderr: {err}"
+    assert "The command printed:" in out and MARKER in out, f"stdout: {out}\nstderr: {err}"
+    assert len(replay.seen) >= 2
+    last = replay.seen[-1]["messages"]
+    calls = [c for m in last if m["role"] == "assistant" for c in m.get("tool_calls") or []]
+    results = [m for m in last if m["role"] == "tool"]
+    assert calls[0]["id"] == "call_replay1" and calls[0]["function"]["name"] == "exec_command"
+    assert results[0]["tool_call_id"] == "call_replay1" and MARKER in results[0]["content"]
+    decisions = [r.getMessage() for r in caplog.records if r.name == "ghost_router"]
+    assert all("status=200" in line for line in decisions), decisions
+
+
+async def test_real_codex_takes_a_translated_context_overflow_for_its_own(aiohttp_server, tmp_path):
+    """llama-server's context-size error from an OpenAI chat upstream reaches Codex with the code
+    `context_length_exceeded`, which Codex reads as its context window being full (its compaction
+    error), not as a server failure to retry."""
+
+    async def overflow(request: web.Request) -> web.Response:
+        return web.json_response(LLAMA_OVERFLOW, status=400)
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", overflow)
+    upstream = await aiohttp_server(app)
+    router = await aiohttp_server(codex_router_config(str(upstream.make_url("")).rstrip("/")))
+    code, out, err = await run_codex(router, "local-model", "hello", tmp_path)
+    assert code != 0
+    assert "ran out of room in the model's context window" in err, err
+
+
+async def test_real_codex_reads_a_translated_mid_stream_failure(aiohttp_server, tmp_path):
+    """An OpenAI chat server's error chunk after the answer began reaches Codex as `response.failed`
+    with the server's message: Codex retries it as a server error (5 times), then reports it."""
+    tries: list[int] = []
+
+    async def fail_mid_stream(request: web.Request) -> web.StreamResponse:
+        tries.append(1)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        base = {"id": "chatcmpl-x", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+        delta = {"role": "assistant", "content": "Hel"}
+        await response.write(f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': delta}]})}\n\n".encode())
+        error = {"error": {"code": 500, "message": "the slot crashed", "type": "server_error"}}
+        await response.write(f"data: {json.dumps(error)}\n\n".encode())
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", fail_mid_stream)
+    upstream = await aiohttp_server(app)
+    router = await aiohttp_server(codex_router_config(str(upstream.make_url("")).rstrip("/")))
+    code, out, err = await run_codex(router, "local-model", "hello", tmp_path)
+    assert code != 0
+    assert "stream disconnected before completion: the slot crashed" in err, err
+    assert len(tries) >= 2, "Codex retried it as a server error"

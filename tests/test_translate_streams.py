@@ -20,7 +20,16 @@ from router.translate import gemini_stream as GS
 from router.translate import hub
 from router.translate import openai_chat as O
 from router.translate import openai_chat_stream as OS
-from tests.translate_cases import answers, check_anthropic_stream, llama_chunks, sse_bytes
+from router.translate import openai_responses as R
+from router.translate import openai_responses_stream as RS
+from tests.translate_cases import (
+    answers,
+    check_anthropic_stream,
+    check_responses_stream,
+    llama_chunks,
+    responses_events,
+    sse_bytes,
+)
 
 STREAM_WORDS = [
     "id", "model", "choices", "index", "delta", "role", "content", "reasoning_content", "tool_calls", "function",
@@ -369,6 +378,29 @@ def test_llama_server_streams_translate_to_the_whole_gemini_answer(answer, sizes
     assert streamed == {**whole, "modelVersion": streamed["modelVersion"], "responseId": streamed["responseId"]}
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    answers(signatures=False),
+    st.lists(st.integers(1, 12), min_size=1, max_size=4),
+    st.integers(1, 4),
+    st.integers(0, 9),
+)
+def test_llama_server_streams_translate_to_a_responses_stream_of_the_whole_answer(
+    answer, sizes, calls_per_chunk, piece
+):
+    """The same for a Responses client (Codex): the events keep the SDK's contract and the final
+    response holds what the non-streamed translation holds."""
+    data = sse_bytes(llama_chunks(answer, sizes, calls_per_chunk))
+    decoder, encoder = OS.StreamDecoder(), RS.StreamEncoder()
+    size = piece or len(data)
+    out = b"".join(encoder.encode(decoder.feed(data[at : at + size])) for at in range(0, len(data), size))
+    events = responses_events(out + encoder.encode(decoder.close()))
+    check_responses_stream(events)
+    streamed = R.answer_to_hub(events[-1]["response"])
+    whole = O.answer_to_hub(O.answer_from_hub(answer))  # llama-server's whole answer, translated
+    assert streamed == R.answer_to_hub({**R.answer_from_hub(whole), "id": streamed.id})
+
+
 # -- the strict SDKs, through a socket ---------------------------------------------------------
 
 RICH = hub.Answer(
@@ -557,14 +589,44 @@ gemini_chunks = st.fixed_dictionaries(
 )
 
 
+RESPONSES_WORDS = [
+    "response.created", "response.output_item.added", "response.output_text.delta", "response.output_item.done",
+    "response.function_call_arguments.delta", "response.reasoning_text.delta", "response.completed",
+    "response.incomplete", "response.failed", "error", "response.reasoning_summary_text.delta",
+]  # fmt: skip
+responses_events_any = st.fixed_dictionaries(
+    {"type": st.sampled_from(RESPONSES_WORDS)},
+    optional={
+        "output_index": st.integers(0, 2) | chunk_values,
+        "summary_index": st.integers(0, 2) | chunk_values,
+        "item": st.fixed_dictionaries(
+            {"type": st.sampled_from(["message", "function_call", "reasoning"]) | chunk_values},
+            optional={
+                "call_id": chunk_values,
+                "name": chunk_values,
+                "arguments": chunk_values,
+                "content": chunk_values,
+            },
+        )
+        | chunk_values,
+        "delta": chunk_values,
+        "response": st.dictionaries(st.sampled_from(["status", "usage", "error", "output", "id"]), chunk_values)
+        | chunk_values,
+        "code": chunk_values,
+        "message": chunk_values,
+    },
+)
+
+
 @settings(max_examples=400, deadline=None)
-@given(st.lists(openai_chunks | anthropic_events_any | gemini_chunks | chunk_values, max_size=6))
+@given(st.lists(openai_chunks | anthropic_events_any | gemini_chunks | responses_events_any | chunk_values, max_size=6))
 def test_any_upstream_stream_is_translated_or_ends_in_an_error_event(chunks):
     """Whatever an upstream streams, each decoder gives hub events the encoders can write (ending
     in an error event when the stream makes no sense), never an exception."""
     data = b"".join(f"data: {json.dumps(c)}\n\n".encode() for c in chunks)
-    for decoder in (OS.StreamDecoder(), AS.StreamDecoder(), GS.StreamDecoder()):
+    for decoder in (OS.StreamDecoder(), AS.StreamDecoder(), GS.StreamDecoder(), RS.StreamDecoder()):
         events = decoder.feed(data) + decoder.close()
         AS.StreamEncoder().encode(events)
         OS.StreamEncoder().encode(events)
         GS.StreamEncoder().encode(events)
+        RS.StreamEncoder().encode(events)

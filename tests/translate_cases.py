@@ -324,6 +324,119 @@ def gemini_requests(draw: st.DrawFn) -> dict[str, Any]:
     )
 
 
+# -- OpenAI Responses --------------------------------------------------------------------------
+
+r_image = st.builds(
+    lambda url: {"type": "input_image", "image_url": url},
+    urls
+    | st.builds(lambda media, data: f"data:{media};base64,{data}", st.sampled_from(["image/png", "image/gif"]), base64),
+)
+r_input = st.builds(lambda text: {"type": "input_text", "text": text}, words) | r_image
+r_output = words | st.lists(r_input, min_size=1, max_size=3).filter(
+    lambda parts: any(part["type"] == "input_image" for part in parts)
+)
+r_result = st.builds(lambda i, output: {"type": "function_call_output", "call_id": i, "output": output}, ids, r_output)
+r_user_turn = st.builds(
+    lambda results, content: results + ([{"type": "message", "role": "user", "content": content}] if content else []),
+    st.lists(r_result, max_size=3),
+    st.lists(r_input, max_size=3),
+).filter(bool)
+r_reasoning = st.builds(
+    lambda said, encrypted: {
+        "type": "reasoning",
+        "summary": [],
+        **({"content": [{"type": "reasoning_text", "text": said}]} if said else {}),
+        **({"encrypted_content": encrypted} if encrypted else {}),
+    },
+    optional(words),
+    optional(base64),
+)
+r_call = st.builds(
+    lambda i, name, arguments: {"type": "function_call", "call_id": i, "name": name, "arguments": arguments},
+    ids,
+    names,
+    st.builds(json.dumps, json_objects) | words,
+)
+r_assistant_turn = st.builds(
+    lambda reasoning, said, calls: (
+        reasoning
+        + (
+            [{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": said}]}]
+            if said
+            else []
+        )
+        + calls
+    ),
+    st.lists(r_reasoning, max_size=1),
+    optional(words),
+    st.lists(r_call, max_size=3),
+).filter(bool)
+r_developer = st.builds(
+    lambda text: [{"type": "message", "role": "developer", "content": [{"type": "input_text", "text": text}]}], words
+)
+r_function = st.builds(
+    lambda name, description, schema: {
+        "type": "function",
+        "name": name,
+        **without_none(description=description),
+        "parameters": schema,
+        "strict": False,
+    },
+    names,
+    optional(words),
+    schemas,
+)
+
+
+@st.composite
+def r_conversation(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Turns in order: user, assistant, user, ... with developer messages between some of them."""
+    items: list[dict[str, Any]] = []
+    for turn in range(draw(st.integers(1, 6))):
+        if turn and draw(st.booleans()):
+            items += draw(r_developer)
+        items += draw(r_user_turn if turn % 2 == 0 else r_assistant_turn)
+    return items
+
+
+@st.composite
+def responses_requests(draw: st.DrawFn) -> dict[str, Any]:
+    """A Responses API request in canonical shape."""
+    fmt = draw(
+        optional(
+            st.just({"type": "json_object"})
+            | st.builds(
+                lambda name, schema, strict: (
+                    {"type": "json_schema", "name": name, "schema": schema} | without_none(strict=strict)
+                ),
+                names,
+                schemas,
+                optional(st.booleans()),
+            )
+        )
+    )
+    return without_none(
+        model=draw(names),
+        instructions=draw(optional(words)),
+        input=draw(r_conversation()),
+        tools=draw(optional(st.lists(r_function, min_size=1, max_size=3))),
+        tool_choice=draw(
+            optional(
+                st.sampled_from(["auto", "required", "none"])
+                | st.builds(lambda n: {"type": "function", "name": n}, names)
+            )
+        ),
+        parallel_tool_calls=draw(optional(st.booleans())),
+        max_output_tokens=draw(optional(st.integers(1, 100_000))),
+        temperature=draw(optional(st.floats(0, 2))),
+        top_p=draw(optional(st.floats(0, 1))),
+        text={"format": fmt} if fmt else None,
+        reasoning=draw(optional(st.builds(lambda e: {"effort": e}, st.sampled_from(["low", "medium", "high"])))),
+        store=False,
+        stream=draw(st.none() | st.just(True)),
+    )
+
+
 # -- answers -----------------------------------------------------------------------------------
 
 usages = st.builds(hub.Usage, *(st.integers(0, 100_000) for _ in range(2)), st.integers(0, 5000), st.just(0))
@@ -424,3 +537,49 @@ def llama_chunks(answer: hub.Answer, sizes: list[int], calls_per_chunk: int = 1)
 def sse_bytes(chunks: list[dict[str, Any]], done: bool = True) -> bytes:
     """CHUNKS as `data:` lines, then `[DONE]`."""
     return b"".join(f"data: {json.dumps(c)}\n\n".encode() for c in chunks) + (b"data: [DONE]\n\n" if done else b"")
+
+
+# -- the Responses stream contract -------------------------------------------------------------
+
+
+def responses_events(data: bytes) -> list[dict[str, Any]]:
+    """The data of each event of a Responses stream (checked against its `event:` line)."""
+    events = []
+    for block in data.decode().split("\n\n"):
+        if block:
+            lines = dict(line.split(": ", 1) for line in block.split("\n"))
+            event = json.loads(lines["data"])
+            assert lines["event"] == event["type"], block
+            events.append(event)
+    return events
+
+
+def check_responses_stream(events: list[dict[str, Any]]) -> None:
+    """Fail unless EVENTS keep the contract the openai SDK's responses.stream() and Codex rely on:
+    sequence numbers counting from 0, created and in_progress first, each item added before its
+    content and done before the next, and a last event whose output holds the items as done."""
+    kinds = [event["type"] for event in events]
+    assert [event["sequence_number"] for event in events] == list(range(len(events)))
+    assert kinds[:2] == ["response.created", "response.in_progress"], kinds
+    assert kinds[-1] in ("response.completed", "response.incomplete", "response.failed"), kinds
+    rid = events[0]["response"]["id"]
+    open_item: dict[str, Any] | None = None
+    done: list[dict[str, Any]] = []
+    for event in events[2:-1]:
+        if event["type"] == "response.output_item.added":
+            assert open_item is None and event["output_index"] == len(done), event
+            open_item = event["item"]
+        elif event["type"] == "response.output_item.done":
+            assert open_item is not None and event["item"]["id"] == open_item["id"], event
+            assert event["item"]["type"] == open_item["type"]
+            done.append(event["item"])
+            open_item = None
+        elif event["type"] != "error":
+            assert open_item is not None and event["output_index"] == len(done), event
+            assert event["item_id"] == open_item["id"], event
+    assert open_item is None, "an item was never done"
+    last = events[-1]["response"]
+    assert last["id"] == rid
+    if events[-1]["type"] != "response.failed":
+        assert last["output"] == done
+        assert set(last["usage"]) >= {"input_tokens", "output_tokens", "input_tokens_details", "output_tokens_details"}

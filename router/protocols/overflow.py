@@ -3,7 +3,8 @@
 llama-server: `{"error": {"type": "exceed_context_size_error", "message": "request (40021 tokens)
 exceeds the available context size (32768 tokens), ...", "n_prompt_tokens": 40021, "n_ctx": 32768}}`
 vLLM and OpenAI-style servers: "This model's maximum context length is 4096 tokens. However, you
-requested 5000 tokens ...". Ollama (OpenAI API): "... exceeds the context length ...".
+requested 5000 tokens ...". Ollama (OpenAI API): "... exceeds the context length ...". OpenAI's
+Responses API: code `context_length_exceeded`, "Your input exceeds the context window of this model".
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 _MARKERS = re.compile(
     rb"exceeds? the available context size|exceed_context_size_error|maximum "
-    rb"context length|context length exceeded|exceeds the context length",
+    rb"context length|context length exceeded|exceeds the context length|context_length_exceeded",
     re.I,
 )
 _NUMBERS = [

@@ -9,7 +9,17 @@ from typing import Any, Protocol
 
 from router.errors import BadRequest
 from router.jsonutil import dumps_bytes, loads
-from router.translate import anthropic, anthropic_stream, gemini, gemini_stream, hub, openai_chat, openai_chat_stream
+from router.translate import (
+    anthropic,
+    anthropic_stream,
+    gemini,
+    gemini_stream,
+    hub,
+    openai_chat,
+    openai_chat_stream,
+    openai_responses,
+    openai_responses_stream,
+)
 
 #: every value an upstream's `api:` may take
 API_NAMES = ("anthropic", "openai-chat", "openai-responses", "gemini")
@@ -67,6 +77,16 @@ APIS = {
         openai_chat.answer_from_hub,
         openai_chat_stream.StreamDecoder,
         lambda usage: openai_chat_stream.StreamEncoder(include_usage=usage),
+    ),
+    "openai-responses": Api(
+        "openai-responses",
+        "/v1/responses",
+        openai_responses.request_to_hub,
+        openai_responses.request_from_hub,
+        openai_responses.answer_to_hub,
+        openai_responses.answer_from_hub,
+        openai_responses_stream.StreamDecoder,
+        lambda usage: openai_responses_stream.StreamEncoder(),
     ),
     "gemini": Api(
         "gemini",

@@ -19,7 +19,12 @@ from router.upstream.pool import Upstream
 
 #: the request kinds that are model turns, per API (other kinds have no counterpart to translate to);
 #: a Gemini kind names its model after a colon (`stream:MODEL`)
-TURN_KINDS = {"anthropic": ("messages",), "openai-chat": ("chat",), "gemini": ("generate", "stream")}
+TURN_KINDS = {
+    "anthropic": ("messages",),
+    "openai-chat": ("chat",),
+    "openai-responses": ("responses",),
+    "gemini": ("generate", "stream"),
+}
 ANTHROPIC_VERSION = "2023-06-01"
 
 
