@@ -177,16 +177,11 @@ PLUGIN_CLIENTS: dict[str, Callable[[str, str, int | None], str]] = {
 }
 
 
-# What a line cannot say: the upstream API a client needs where local servers may not speak it.
-NEEDS = {"gemini": "the upstream needs `api: openai-chat` (llama-server) or must speak the Gemini API"}
-
-
 def plugin_clients(url: str, model: str, context: int | None, plugins: Iterable[str]) -> list[tuple[str, str]]:
-    """(plugin, line) for each loaded plugin that serves a client with a line of its own; a need the
-    line cannot meet follows it as a shell comment, so the line still pastes."""
+    """(plugin, line) for each loaded plugin that serves a client with a line of its own."""
     lines = []
     for name in plugins:
         if name in PLUGIN_CLIENTS:
             line = PLUGIN_CLIENTS[name](url, model, context)
-            lines.append((name, f"{line}  # {NEEDS[name]}" if name in NEEDS else line))
+            lines.append((name, line))
     return lines

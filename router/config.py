@@ -29,6 +29,7 @@ from router.upstream.warm import SlotSaveConfig
 
 EMBEDDED_SOURCE = "<embedded default rules>"
 DEFAULT_UPSTREAM = ("local", "http://127.0.0.1:8080")
+DEFAULT_API = "anthropic"  # what an upstream speaks when its `api` is not given
 DEFAULT_MAX_BODY = 64 * 1024 * 1024
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -250,7 +251,7 @@ def _upstreams(data: dict[str, Any], where: _Locator, overrides: Overrides) -> t
             headers=tuple(headers),
             forward_client_auth=options.get("forward_client_auth", False),
             context_errors=options.get("context_errors", True),
-            api=options.get("api"),
+            api=_apis(options.get("api", DEFAULT_API)),
             slot_save=_slot_save(name, options.get("slot_save"), where),
             edits=BodyEdits(
                 model=model,
@@ -259,6 +260,12 @@ def _upstreams(data: dict[str, Any], where: _Locator, overrides: Overrides) -> t
             ),
         )
     return upstreams, default
+
+
+def _apis(value: str | list[str]) -> tuple[str, ...]:
+    """An upstream's `api`: one API, or the list of those its server speaks (the first is the one
+    other APIs are translated to)."""
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def _slot_save(name: str, options: dict[str, Any] | None, where: _Locator) -> SlotSaveConfig | None:

@@ -53,8 +53,7 @@ async def run(port: int, llama_port: int, verbose: bool) -> int:
             print(EXPECT, flush=True)
             print("client: " + client_line.claude_code(url, "smollm2", llama.context), flush=True)
             for name, line in client_line.plugin_clients(url, "smollm2", llama.context, plugins.loaded):
-                if name not in client_line.NEEDS:  # llama-server speaks what the others need
-                    print(f"client ({name}): {line}", flush=True)
+                print(f"client ({name}): {line}", flush=True)
             print("Ctrl-C stops both.", flush=True)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()

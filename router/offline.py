@@ -215,7 +215,7 @@ def describe_table(config: RouterConfig) -> list[str]:
     for upstream in config.upstreams.values():
         default = " (default)" if upstream.name == config.default_upstream else ""
         model = f" model={upstream.model}" if upstream.model else ""
-        model += f" api={upstream.api}" if upstream.api else ""
+        model += f" api={','.join(upstream.api)}"
         lines.append(
             f"upstream {upstream.name}{default}: {upstream.describe_servers()}{model} "
             f"max_concurrency={upstream.max_concurrency} "

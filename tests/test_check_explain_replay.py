@@ -28,7 +28,10 @@ def test_check_prints_the_compiled_table():
         "plugin rules come first"
     )
     assert "#7 opencode-title: client='opencode', system='You are a title generator' -> fake" in result.stdout
-    assert "upstream local (default): http://127.0.0.1:8080 model=local-model max_concurrency=1" in result.stdout
+    assert (
+        "upstream local (default): http://127.0.0.1:8080 model=local-model api=anthropic,openai-chat,openai-responses "
+        "max_concurrency=1" in result.stdout
+    )
     assert re.search(r"#19 main line \d+: match-all -> rewrite\+forward:local/user", result.stdout)
 
 

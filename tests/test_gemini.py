@@ -74,7 +74,10 @@ async def test_tool_less_background_calls_are_forwarded_behind_turns_with_a_cap(
         "/v1beta/models/gemini-3.5-flash-lite:generateContent", json=summary, headers=GEMINI_UA
     )
     assert response.status == 200
-    assert upstream.seen[0].body["generationConfig"]["maxOutputTokens"] == 2048
+    assert (await response.json())["candidates"][0]["content"]["role"] == "model"
+    # no local server speaks Gemini: the default rules' llama-server gets the turn in Anthropic's
+    # API (the first its `api` lists), capped by the rule
+    assert upstream.seen[0].path == "/v1/messages" and upstream.seen[0].body["max_tokens"] == 2048
 
 
 async def test_errors_are_in_the_gemini_shape(router_factory, http, closed_port):

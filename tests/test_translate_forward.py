@@ -6,6 +6,7 @@ and the openai SDK -> the router -> the fake speaking Anthropic."""
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from typing import Any
 
@@ -404,7 +405,7 @@ async def test_claude_codes_turn_reaches_an_openai_chat_server_whole(aiohttp_ser
     request; thinking settings, context management and metadata have no counterpart and stay behind."""
 
     def edit(text: str) -> str:
-        text = text.replace("    max_concurrency: 1 ", "    api: openai-chat\n    max_concurrency: 1 ")
+        text = re.sub(r"^    api: .*$", "    api: openai-chat", text, count=1, flags=re.M)
         return text.replace("fold_system_messages: false", f"fold_system_messages: {str(fold).lower()}")
 
     config = parse_config(

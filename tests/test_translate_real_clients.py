@@ -11,6 +11,7 @@ import asyncio
 import copy
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from tests.test_llama_server import llama  # noqa: F401 (the fixture)
 
 def with_api(api: str):
     """An edit of the embedded rules: the default upstream speaks API."""
-    return lambda text: text.replace("    max_concurrency: 1 ", f"    api: {api}\n    max_concurrency: 1 ", 1)
+    return lambda text: re.sub(r"^    api: .*$", f"    api: {api}", text, count=1, flags=re.M)
 
 
 @pytest.mark.parametrize("think_tags", [False, True], ids=["reasoning_content", "think-tags"])

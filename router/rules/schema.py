@@ -53,8 +53,12 @@ UPSTREAM = {
         "forward_client_auth": {"type": "boolean"},
         "context_errors": {"type": "boolean"},
         "api": {
-            "enum": list(API_NAMES),
-            "description": "the API the upstream speaks; requests of other APIs are translated to it",
+            "anyOf": [
+                {"enum": list(API_NAMES)},
+                {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"enum": list(API_NAMES)}},
+            ],
+            "description": f"one of {', '.join(API_NAMES)}, or a list of them: the APIs the server speaks "
+            "(turns in another API are translated to the first)",
         },
         "slot_save": {
             "type": "object",

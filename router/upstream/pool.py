@@ -42,7 +42,7 @@ class UpstreamConfig:
     headers: tuple[tuple[str, str], ...] = ()
     forward_client_auth: bool = False
     context_errors: bool = True  # turn the server's context-overflow error into the client's own
-    api: str | None = None  # the API the server speaks; None: whatever each client speaks (no translation)
+    api: tuple[str, ...] = ("anthropic",)  # the APIs the server speaks; other clients' turns go in the first
     slot_save: SlotSaveConfig | None = None  # warm restarts: llama-server's slots saved to and restored from disk
     edits: BodyEdits = BodyEdits()  # what this server needs: its model name, folded system messages, dropped fields
 
@@ -213,7 +213,7 @@ class UpstreamPool:
             down = [s for s in up.servers if s.health.down]
             status[name] = {
                 "url": up.urls,
-                "api": up.config.api,
+                "api": up.config.api[0] if len(up.config.api) == 1 else list(up.config.api),
                 "max_concurrency": up.gate.max_concurrency,
                 "in_flight": up.gate.in_flight,
                 "queued": up.gate.queued,

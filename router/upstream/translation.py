@@ -102,18 +102,14 @@ async def _rest(next_chunk: Callable[[], Awaitable[bytes]]) -> AsyncIterator[byt
 
 
 def plan(request: Request, upstream: Upstream, edits: Edits) -> Translation | None:
-    """How REQUEST (as EDITS leave it) crosses to UPSTREAM, or None when it goes as it is (same API,
-    no `api:` set, or a path that is no model turn); raises RouterError for a crossing that cannot be made."""
-    api, client = upstream.config.api, request.protocol.name
-    if api is None or api == client or request.kind is None:
+    """How REQUEST (as EDITS leave it) crosses to UPSTREAM, or None when it goes as it is: its API
+    is one the upstream speaks, its path is no model turn, or its API is a plugin's that no
+    translator knows. Raises RouterError for a crossing that cannot be made."""
+    client = request.protocol.name
+    if client in upstream.config.api or request.kind is None or not translatable(client, upstream.config.api[0]):
         return None
-    where = f"upstream '{upstream.name}' (api: {api})"
-    if not translatable(client, api):
-        raise RouterError(
-            501,
-            f"ghost-router cannot translate {client} requests for {where} yet: only {', '.join(APIS)} "
-            "are translated. Point this client's rule at an upstream that speaks its API.",
-        )
+    api = upstream.config.api[0]
+    where = f"upstream '{upstream.name}' (api: {', '.join(upstream.config.api)})"
     if request.kind.split(":", 1)[0] not in TURN_KINDS[client]:
         raise RouterError(
             400,
