@@ -170,6 +170,78 @@ def overhead_section(overhead: dict) -> list[str]:
     return lines
 
 
+def prefix_section(data: dict) -> list[str]:
+    """Prefix-stable prompts: what Claude Code's prompt varies, and the prefill with and without the rewrites."""
+    lines = [
+        "## Prefix-stable prompts",
+        "",
+        f"`{data['command']}` ({when(data)}): the real Claude Code {data['claude_code']} (`claude -p`) in two "
+        "throw-away git repositories with a CLAUDE.md each; its requests, captured in the benchmark's own set-up, "
+        "sent through the default rules to a real llama-server (SmolLM2-135M, `--parallel 1`, 2 threads) at "
+        f"temperature 0 with `max_tokens` {data['max_tokens']}. Tokens are those llama-server processed "
+        "(`llamacpp:prompt_tokens_total`), not those it took from its cache.",
+        "",
+        "What differs between two first turns, and where it sits (a local server re-processes everything "
+        "from the first differing token on):",
+        "",
+        "| part of the first turn | characters | tokens | differs between |",
+        "| --- | --- | --- | --- |",
+    ]
+    varies = {
+        "system prompt's # Memory section (memory folder path)": "projects (the path names the project), ~2.5k characters into the system prompt",
+        "environment: opening paragraph (working directory, git, OS)": "projects, machines",
+        "environment: the rest (model, deferred tools, agents, skills)": "Claude Code versions, settings (not conversations)",
+        "environment: date line": "days",
+        "first user message: CLAUDE.md reminder": "projects (its path and content)",
+        "first user message: git status reminder": "projects, commits, working-tree changes",
+        "first user message: attribution reminder": "nothing (settings)",
+        "first user message: the user's words": "conversations",
+    }
+    for name, count in data["parts"].items():
+        lines.append(f"| {name} | {count['chars']:,} | {count['tokens']:,} | {varies.get(name, '')} |")
+    lines += [
+        "",
+        "The billing block (`x-anthropic-billing-header`, different per conversation) is dropped by the default "
+        "rules already. Claude Code sends the environment message after the user's first words, so without the "
+        "rewrites a new conversation in the same project re-processes it whole; another project differs from the "
+        "memory path on, before the rest of the system prompt and the tools.",
+        "",
+        "| new conversation | prompt tokens processed, default rules without `environment_first` and `project_context_last` | with them | answer at temperature 0 |",
+        "| --- | --- | --- | --- |",
+    ]
+    labels = {
+        "alpha 1": "first, cold (project alpha)",
+        "alpha 2": "another in the same project",
+        "beta 1": "one in another project",
+    }
+    for name, label in labels.items():
+        same = "identical" if data["answers_identical"][name] else "differs"
+        lines.append(
+            f"| {label} | {data['without'][name]['processed']:,} | {data['with'][name]['processed']:,} | {same} |"
+        )
+    lines += [
+        "",
+        "A main conversation and its subagent taking turns on the one slot (with the rewrites): prompt tokens "
+        "processed per turn; a switch is a turn going back to a conversation the slot held before.",
+        "",
+        "| turn | `--cache-ram` default (8192 MiB) | `--cache-ram 0` |",
+        "| --- | --- | --- |",
+    ]
+    for on, off in zip(data["cache-ram default"], data["cache-ram 0"], strict=True):
+        mark = " (switch)" if on["switch"] else ""
+        lines.append(f"| {on['turn']}{mark} | {on['processed']:,} | {off['processed']:,} |")
+    switch_on = [r["processed"] for r in data["cache-ram default"] if r["switch"]]
+    switch_off = [r["processed"] for r in data["cache-ram 0"] if r["switch"]]
+    if switch_on and switch_off:
+        lines += [
+            "",
+            f"Per switch: {sum(switch_on) / len(switch_on):,.0f} tokens with the RAM cache, "
+            f"{sum(switch_off) / len(switch_off):,.0f} without it.",
+        ]
+    lines.append("")
+    return lines
+
+
 def when(data: dict) -> str:
     """When a benchmark's results were measured, as its JSON says."""
     return f"measured {data['measured'][:10]}" if data.get("measured") else "date not recorded"
@@ -359,6 +431,9 @@ def main() -> int:
             f"Total new prompt tokens: {total_direct:.0f} direct, {total_router:.0f} through ghost-router ({total_router / total_direct - 1:+.0%}). The second conversation's first turn shares the first one's prefix only when the billing block is dropped; titles and count_tokens never reach the server.",
             "",
         ]
+    prefix_cache = load("prefix_cache")
+    if prefix_cache:
+        lines += prefix_section(prefix_cache)
     made_plot = plot(overhead, scale, ghosts, ROOT / "docs" / "performance.png")
     if not made_plot:
         lines.remove("![benchmarks](performance.png)")
