@@ -282,11 +282,29 @@ def followed(body: dict[str, Any], answer: str, words: str) -> dict[str, Any]:
     return later
 
 
+EXTRA_PROMPTS = (
+    "Say hello in one short sentence.",
+    "What is 2 + 2?",
+    "Which programming language is main.py written in?",
+    "Write a one-line Python function that adds two numbers.",
+)
+
+
+def with_words(body: dict[str, Any], words: str) -> dict[str, Any]:
+    """BODY (a captured first turn) as if the user had typed WORDS instead."""
+    changed = copy.deepcopy(body)
+    changed["messages"][0]["content"][-1]["text"] = words
+    return changed
+
+
 async def conversations(replay: Replay, shapes: dict[str, Any]) -> dict:
-    """A new conversation in project alpha (cold), another one in alpha, one in project beta."""
+    """A new conversation in project alpha (cold), another one in alpha, one in project beta; then
+    more first turns in alpha (the captured turn with other words), for comparing answers."""
     rows = {}
-    for name in ("alpha 1", "alpha 2", "beta 1"):
-        processed, answer = await replay.send(shapes[name])
+    bodies = [(name, shapes[name]) for name in ("alpha 1", "alpha 2", "beta 1")]
+    bodies += [(f"alpha: {words}", with_words(shapes["alpha 1"], words)) for words in EXTRA_PROMPTS]
+    for name, body in bodies:
+        processed, answer = await replay.send(body)
         rows[name] = {"processed": processed, "answer": answer}
     return rows
 

@@ -219,6 +219,17 @@ def prefix_section(data: dict) -> list[str]:
         lines.append(
             f"| {label} | {data['without'][name]['processed']:,} | {data['with'][name]['processed']:,} | {same} |"
         )
+    extra = [name for name in data["with"] if name not in labels]
+    if extra:
+        same = sum(data["answers_identical"][name] for name in extra)
+        lines += [
+            "",
+            "More first turns in project alpha (the captured turn with other words: "
+            + "; ".join(f'"{name.split(": ", 1)[1]}"' for name in extra)
+            + f"): {sum(data['without'][n]['processed'] for n in extra) / len(extra):,.0f} tokens each without the "
+            f"rewrites, {sum(data['with'][n]['processed'] for n in extra) / len(extra):,.0f} with them; "
+            f"answers identical in {same} of {len(extra)}.",
+        ]
     lines += [
         "",
         "A main conversation and its subagent taking turns on the one slot (with the rewrites): prompt tokens "
