@@ -147,6 +147,9 @@ def project(root: Path, name: str) -> Path:
     return folder
 
 
+CLAUDE_TOOLS: list[str] = []  # `claude --tools ...` (none: Claude Code's default set)
+
+
 async def claude(url: str, folder: Path, home: Path, prompt: str, allowed: str = "") -> None:
     binary = TOOLS / f"claude-{VERSION}" / "node_modules" / ".bin" / "claude"
     if not binary.exists():
@@ -159,6 +162,7 @@ async def claude(url: str, folder: Path, home: Path, prompt: str, allowed: str =
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
     }
     args = [str(binary), "-p", prompt, "--model", "local-model", *(["--allowedTools", allowed] if allowed else [])]
+    args += ["--tools", *CLAUDE_TOOLS] if CLAUDE_TOOLS else []
     process = await asyncio.create_subprocess_exec(
         *args, cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
@@ -207,6 +211,8 @@ async def capture(root: Path) -> dict[str, Any]:
 def rules(prefix_stable: bool) -> str:
     """The embedded default rules, with or without the prefix-stable options on the turns' rewrites."""
     text = embedded_rules_text().replace(OPTIONS, "")
+    # a cold Claude Code prompt takes this 2-core machine up to ten minutes before the first byte
+    text = text.replace("    queue_timeout: 900s\n", "    queue_timeout: 900s\n    idle_timeout: 3600s\n", 1)
     if prefix_stable:
         text = text.replace(
             "rewrite: {drop_billing_header: true}\n      forward: {upstream: local, priority: user}",
@@ -233,7 +239,7 @@ class Replay:
 
     def __init__(self, llama: LlamaServer, url: str, max_tokens: int) -> None:
         self.llama, self.url, self.max_tokens = llama, url, max_tokens
-        self.session = aiohttp.ClientSession()
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))  # a cold prefill takes minutes
 
     async def send(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> tuple[int, str]:
         body = {**body, "stream": False, "max_tokens": self.max_tokens, "temperature": 0}
@@ -297,15 +303,16 @@ def with_words(body: dict[str, Any], words: str) -> dict[str, Any]:
     return changed
 
 
-async def conversations(replay: Replay, shapes: dict[str, Any]) -> dict:
+async def conversations(replay: Replay, shapes: dict[str, Any], extra: tuple[str, ...]) -> dict:
     """A new conversation in project alpha (cold), another one in alpha, one in project beta; then
     more first turns in alpha (the captured turn with other words), for comparing answers."""
     rows = {}
     bodies = [(name, shapes[name]) for name in ("alpha 1", "alpha 2", "beta 1")]
-    bodies += [(f"alpha: {words}", with_words(shapes["alpha 1"], words)) for words in EXTRA_PROMPTS]
+    bodies += [(f"alpha: {words}", with_words(shapes["alpha 1"], words)) for words in extra]
     for name, body in bodies:
         processed, answer = await replay.send(body)
         rows[name] = {"processed": processed, "answer": answer}
+        print(f"  {name}: {processed} tokens processed", flush=True)
     return rows
 
 
@@ -323,6 +330,7 @@ async def alternation(replay: Replay, shapes: dict[str, Any], switches: int) -> 
     for index, (who, body, headers) in enumerate(turns[: 2 + switches]):
         processed, _ = await replay.send(body, headers)
         rows.append({"turn": f"{who} turn {index // 2 + 1}", "processed": processed, "switch": index >= 2})
+        print(f"  {rows[-1]['turn']}: {processed} tokens processed", flush=True)
     return rows
 
 
@@ -374,36 +382,38 @@ def scrub(text: str, root: Path) -> str:
 
 async def run(args: argparse.Namespace) -> dict:
     threads = ["--threads", str(args.threads), "--threads-batch", str(args.threads)]
+    extra = EXTRA_PROMPTS[: args.extra_prompts]
     with tempfile.TemporaryDirectory(prefix="ghost-prefix-") as folder:
         root = Path(folder)
         shapes = await capture(root)
-        results: dict[str, Any] = {"claude_code": VERSION, "max_tokens": args.max_tokens, "switches": args.switches}
+        results: dict[str, Any] = {
+            "claude_code": VERSION,
+            "max_tokens": args.max_tokens,
+            "switches": args.switches,
+            "extra_prompts": len(extra),
+            "tools": args.tools or "Claude Code's default set",
+        }
 
-        async def without(replay: Replay) -> None:
+        async def with_rewrites(replay: Replay) -> None:
             results["parts"] = await token_counts(replay, volatile_parts(shapes["alpha 1"]))
-            results["without"] = await conversations(replay, shapes)
-
-        async def with_and_cache_ram(replay: Replay) -> None:
-            results["with"] = await conversations(replay, shapes)
+            results["with"] = await conversations(replay, shapes, extra)
             results["cache-ram default"] = await alternation(replay, shapes, args.switches)
 
-        async def no_cache_ram(replay: Replay) -> None:
-            results["cache-ram 0"] = await alternation(replay, shapes, args.switches)
+        async def without_rewrites(replay: Replay) -> None:
+            results["without"] = await conversations(replay, shapes, extra)
+            results["cache-ram 0"] = await alternation(replay, shapes, min(args.switches, args.switches_without_ram))
 
-        await on_server(threads, False, args.max_tokens, without)
-        await on_server(threads, True, args.max_tokens, with_and_cache_ram)
-        await on_server([*threads, "--cache-ram", "0"], True, args.max_tokens, no_cache_ram)
+        # One slot reuses its own last prompt with or without the RAM cache, so the conversations
+        # without the rewrites run on the --cache-ram 0 server, and its main/subagent turns follow.
+        print("with the rewrites, --cache-ram default:", flush=True)
+        await on_server(threads, True, args.max_tokens, with_rewrites)
+        print("without the rewrites, --cache-ram 0:", flush=True)
+        await on_server([*threads, "--cache-ram", "0"], False, args.max_tokens, without_rewrites)
         for label in ("without", "with"):
             results[label] = {k: {**v, "answer": scrub(v["answer"], root)} for k, v in results[label].items()}
         results["answers_identical"] = {
             name: results["without"][name]["answer"] == results["with"][name]["answer"] for name in results["with"]
         }
-    for name, count in results["parts"].items():
-        print(f"{name}: {count['chars']} characters, {count['tokens']} tokens")
-    for label in ("without", "with"):
-        print(f"{label} the rewrites: " + ", ".join(f"{k} {v['processed']}" for k, v in results[label].items()))
-    for label in ("cache-ram default", "cache-ram 0"):
-        print(f"{label}: " + ", ".join(f"{r['turn']} {r['processed']}" for r in results[label]))
     return results
 
 
@@ -412,9 +422,28 @@ def main() -> int:
     parser.add_argument("--switches", type=int, default=2, help="switches back to a conversation already on the slot")
     parser.add_argument("--max-tokens", type=int, default=48, help="output cap per request (temperature 0)")
     parser.add_argument("--threads", type=int, default=2, help="llama-server's --threads")
+    parser.add_argument("--extra-prompts", type=int, default=2, help="more first turns compared (up to 4)")
+    parser.add_argument(
+        "--switches-without-ram", type=int, default=1, help="switches measured with --cache-ram 0 (each a full prefill)"
+    )
+    parser.add_argument(
+        "--tools",
+        default="",
+        help="Claude Code's built-in tools (`claude --tools`, e.g. Agent,Bash,Read); default: its own set",
+    )
     args = parser.parse_args()
+    CLAUDE_TOOLS[:] = [args.tools] if args.tools else []
     results = asyncio.run(run(args))
-    command = "python bench/prefix_cache.py" + (f" --switches {args.switches}" if args.switches != 2 else "")
+    command = "python bench/prefix_cache.py" + "".join(
+        f" --{name.replace('_', '-')} {value}"
+        for name, value, default in (
+            ("switches", args.switches, 2),
+            ("extra_prompts", args.extra_prompts, 2),
+            ("switches_without_ram", args.switches_without_ram, 1),
+            ("tools", args.tools, ""),
+        )
+        if value != default
+    )
     write_result("prefix_cache", {"command": command, **results})
     print(json.dumps({k: v for k, v in results.items() if k not in ("with", "without")}, indent=1))
     return 0

@@ -5,6 +5,7 @@ python bench/report.py        (after the benchmarks; bench/run_all.sh runs every
 
 from __future__ import annotations
 
+import itertools
 import json
 import platform
 import sys
@@ -178,8 +179,16 @@ def prefix_section(data: dict) -> list[str]:
         f"`{data['command']}` ({when(data)}): the real Claude Code {data['claude_code']} (`claude -p`) in two "
         "throw-away git repositories with a CLAUDE.md each; its requests, captured in the benchmark's own set-up, "
         "sent through the default rules to a real llama-server (SmolLM2-135M, `--parallel 1`, 2 threads) at "
-        f"temperature 0 with `max_tokens` {data['max_tokens']}. Tokens are those llama-server processed "
-        "(`llamacpp:prompt_tokens_total`), not those it took from its cache.",
+        f"temperature 0 with `max_tokens` {data['max_tokens']}. Claude Code's built-in tools: "
+        f"{data.get('tools', 'its default set')}"
+        + (
+            " (`claude --tools`, to fit the run into the time this 2-core machine had: with the default set of 12 "
+            "tools a first turn is about 12,300 tokens, and the tools sit between the memory path and the rest, so "
+            "a new project costs more without the rewrites and the same with them)"
+            if data.get("tools", "").count(",")
+            else ""
+        )
+        + ". Tokens are those llama-server processed (`llamacpp:prompt_tokens_total`), not those it took from its cache.",
         "",
         "What differs between two first turns, and where it sits (a local server re-processes everything "
         "from the first differing token on):",
@@ -232,15 +241,19 @@ def prefix_section(data: dict) -> list[str]:
         ]
     lines += [
         "",
-        "A main conversation and its subagent taking turns on the one slot (with the rewrites): prompt tokens "
-        "processed per turn; a switch is a turn going back to a conversation the slot held before.",
+        "A main conversation and its subagent (Claude Code's own Agent call, captured) taking turns on the one "
+        "slot: prompt tokens processed per turn; a switch is a turn going back to the conversation the slot held "
+        "before the other one. `--cache-ram` default (8192 MiB): the server that ran the conversations with the "
+        "rewrites, its main turn 1 therefore warm; `--cache-ram 0`: the server that ran them without the rewrites.",
         "",
-        "| turn | `--cache-ram` default (8192 MiB) | `--cache-ram 0` |",
+        "| turn | `--cache-ram` default, with the rewrites | `--cache-ram 0`, without them |",
         "| --- | --- | --- |",
     ]
-    for on, off in zip(data["cache-ram default"], data["cache-ram 0"], strict=True):
-        mark = " (switch)" if on["switch"] else ""
-        lines.append(f"| {on['turn']}{mark} | {on['processed']:,} | {off['processed']:,} |")
+    for on, off in itertools.zip_longest(data["cache-ram default"], data["cache-ram 0"]):
+        row = on or off
+        mark = " (switch)" if row["switch"] else ""
+        cells = [f"{r['processed']:,}" if r else "not run" for r in (on, off)]
+        lines.append(f"| {row['turn']}{mark} | {cells[0]} | {cells[1]} |")
     switch_on = [r["processed"] for r in data["cache-ram default"] if r["switch"]]
     switch_off = [r["processed"] for r in data["cache-ram 0"] if r["switch"]]
     if switch_on and switch_off:
