@@ -223,22 +223,30 @@ def prefix_section(data: dict) -> list[str]:
         "alpha 2": "another in the same project",
         "beta 1": "one in another project",
     }
+    for name in data["with"]:
+        if name not in labels:  # the captured alpha turn with other words, sent after the beta one
+            labels[name] = f'back in alpha: "{name.split(": ", 1)[1]}"'
     for name, label in labels.items():
         same = "identical" if data["answers_identical"][name] else "differs"
         lines.append(
             f"| {label} | {data['without'][name]['processed']:,} | {data['with'][name]['processed']:,} | {same} |"
         )
-    extra = [name for name in data["with"] if name not in labels]
-    if extra:
-        same = sum(data["answers_identical"][name] for name in extra)
-        lines += [
-            "",
-            "More first turns in project alpha (the captured turn with other words: "
-            + "; ".join(f'"{name.split(": ", 1)[1]}"' for name in extra)
-            + f"): {sum(data['without'][n]['processed'] for n in extra) / len(extra):,.0f} tokens each without the "
-            f"rewrites, {sum(data['with'][n]['processed'] for n in extra) / len(extra):,.0f} with them; "
-            f"answers identical in {same} of {len(extra)}.",
-        ]
+    same = sum(data["answers_identical"].values())
+    example = data["without"]["alpha 2"]["answer"], data["with"]["alpha 2"]["answer"]
+    lines += [
+        "",
+        f"The rows ran in this order, each variant on a fresh server. Answers identical in {same} of "
+        f"{len(data['answers_identical'])}. For the second conversation in alpha, without the rewrites: "
+        f"{json.dumps(example[0][:120], ensure_ascii=False)}; with them: "
+        f"{json.dumps(example[1][:120], ensure_ascii=False)}."
+        + (
+            " The reordering changes this model's answers (without it, the last text before the answer is the "
+            "environment's date line, which SmolLM2 repeats), so the default rules leave both options off; every "
+            "character of the moved text is still in the prompt (tests/test_prefix_stable.py)."
+            if same < len(data["answers_identical"])
+            else ""
+        ),
+    ]
     lines += [
         "",
         "A main conversation and its subagent (Claude Code's own Agent call, captured) taking turns on the one "
