@@ -5,6 +5,7 @@ python bench/report.py        (after the benchmarks; bench/run_all.sh runs every
 
 from __future__ import annotations
 
+import itertools
 import json
 import platform
 import sys
@@ -167,6 +168,109 @@ def overhead_section(overhead: dict) -> list[str]:
         "aiohttp proxy's level while it had both (+0.86 against +0.90 ms, 2026-11-25).",
         "",
     ]
+    return lines
+
+
+def prefix_section(data: dict) -> list[str]:
+    """Prefix-stable prompts: what Claude Code's prompt varies, and the prefill with and without the rewrites."""
+    lines = [
+        "## Prefix-stable prompts",
+        "",
+        f"`{data['command']}` ({when(data)}): the real Claude Code {data['claude_code']} (`claude -p`) in two "
+        "throw-away git repositories with a CLAUDE.md each; its requests, captured in the benchmark's own set-up, "
+        "sent through the default rules to a real llama-server (SmolLM2-135M, `--parallel 1`, 2 threads) at "
+        f"temperature 0 with `max_tokens` {data['max_tokens']}. Claude Code's built-in tools: "
+        f"{data.get('tools', 'its default set')}"
+        + (
+            " (`claude --tools`, to fit the run into the time this 2-core machine had: with the default set of 12 "
+            "tools a first turn is about 12,300 tokens, and the tools sit between the memory path and the rest, so "
+            "a new project costs more without the rewrites and the same with them)"
+            if data.get("tools", "").count(",")
+            else ""
+        )
+        + ". Tokens are those llama-server processed (`llamacpp:prompt_tokens_total`), not those it took from its cache.",
+        "",
+        "What differs between two first turns, and where it sits (a local server re-processes everything "
+        "from the first differing token on):",
+        "",
+        "| part of the first turn | characters | tokens | differs between |",
+        "| --- | --- | --- | --- |",
+    ]
+    varies = {
+        "system prompt's # Memory section (memory folder path)": "projects (the path names the project), ~2.5k characters into the system prompt",
+        "environment: opening paragraph (working directory, git, OS)": "projects, machines",
+        "environment: the rest (model, deferred tools, agents, skills)": "Claude Code versions, settings (not conversations)",
+        "environment: date line": "days",
+        "first user message: CLAUDE.md reminder": "projects (its path and content)",
+        "first user message: git status reminder": "projects, commits, working-tree changes",
+        "first user message: attribution reminder": "nothing (settings)",
+        "first user message: the user's words": "conversations",
+    }
+    for name, count in data["parts"].items():
+        lines.append(f"| {name} | {count['chars']:,} | {count['tokens']:,} | {varies.get(name, '')} |")
+    lines += [
+        "",
+        "The billing block (`x-anthropic-billing-header`, different per conversation) is dropped by the default "
+        "rules already. Claude Code sends the environment message after the user's first words, so without the "
+        "rewrites a new conversation in the same project re-processes it whole; another project differs from the "
+        "memory path on, before the rest of the system prompt and the tools.",
+        "",
+        "| new conversation | prompt tokens processed, default rules without `environment_first` and `project_context_last` | with them | answer at temperature 0 |",
+        "| --- | --- | --- | --- |",
+    ]
+    labels = {
+        "alpha 1": "first, cold (project alpha)",
+        "alpha 2": "another in the same project",
+        "beta 1": "one in another project",
+    }
+    for name in data["with"]:
+        if name not in labels:  # the captured alpha turn with other words, sent after the beta one
+            labels[name] = f'back in alpha: "{name.split(": ", 1)[1]}"'
+    for name, label in labels.items():
+        same = "identical" if data["answers_identical"][name] else "differs"
+        lines.append(
+            f"| {label} | {data['without'][name]['processed']:,} | {data['with'][name]['processed']:,} | {same} |"
+        )
+    same = sum(data["answers_identical"].values())
+    example = data["without"]["alpha 2"]["answer"], data["with"]["alpha 2"]["answer"]
+    lines += [
+        "",
+        f"The rows ran in this order, each variant on a fresh server. Answers identical in {same} of "
+        f"{len(data['answers_identical'])}. For the second conversation in alpha, without the rewrites: "
+        f"{json.dumps(example[0][:120], ensure_ascii=False)}; with them: "
+        f"{json.dumps(example[1][:120], ensure_ascii=False)}."
+        + (
+            " The reordering changes this model's answers (without it, the last text before the answer is the "
+            "environment's date line, which SmolLM2 repeats), so the default rules leave both options off; every "
+            "character of the moved text is still in the prompt (tests/test_prefix_stable.py)."
+            if same < len(data["answers_identical"])
+            else ""
+        ),
+    ]
+    lines += [
+        "",
+        "A main conversation and its subagent (Claude Code's own Agent call, captured) taking turns on the one "
+        "slot: prompt tokens processed per turn; a switch is a turn going back to the conversation the slot held "
+        "before the other one. `--cache-ram` default (8192 MiB): the server that ran the conversations with the "
+        "rewrites, its main turn 1 therefore warm; `--cache-ram 0`: the server that ran them without the rewrites.",
+        "",
+        "| turn | `--cache-ram` default, with the rewrites | `--cache-ram 0`, without them |",
+        "| --- | --- | --- |",
+    ]
+    for on, off in itertools.zip_longest(data["cache-ram default"], data["cache-ram 0"]):
+        row = on or off
+        mark = " (switch)" if row["switch"] else ""
+        cells = [f"{r['processed']:,}" if r else "not run" for r in (on, off)]
+        lines.append(f"| {row['turn']}{mark} | {cells[0]} | {cells[1]} |")
+    switch_on = [r["processed"] for r in data["cache-ram default"] if r["switch"]]
+    switch_off = [r["processed"] for r in data["cache-ram 0"] if r["switch"]]
+    if switch_on and switch_off:
+        lines += [
+            "",
+            f"Per switch: {sum(switch_on) / len(switch_on):,.0f} tokens with the RAM cache, "
+            f"{sum(switch_off) / len(switch_off):,.0f} without it.",
+        ]
+    lines.append("")
     return lines
 
 
@@ -359,6 +463,9 @@ def main() -> int:
             f"Total new prompt tokens: {total_direct:.0f} direct, {total_router:.0f} through ghost-router ({total_router / total_direct - 1:+.0%}). The second conversation's first turn shares the first one's prefix only when the billing block is dropped; titles and count_tokens never reach the server.",
             "",
         ]
+    prefix_cache = load("prefix_cache")
+    if prefix_cache:
+        lines += prefix_section(prefix_cache)
     made_plot = plot(overhead, scale, ghosts, ROOT / "docs" / "performance.png")
     if not made_plot:
         lines.remove("![benchmarks](performance.png)")

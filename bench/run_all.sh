@@ -12,4 +12,5 @@ python3 bench/memory.py
 python3 bench/soak.py
 python3 bench/token_estimate.py > bench/results/token_estimate.txt
 python3 bench/llama_work.py
+python3 bench/prefix_cache.py
 python3 bench/report.py

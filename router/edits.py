@@ -13,6 +13,7 @@ from typing import Any
 
 from router.jsonutil import dumps_bytes
 from router.protocols.base import Request
+from router.tokens import quick_estimate
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,8 @@ class BodyEdits:
     model: str | None = None
     drop_prefixes: tuple[str, ...] = ()
     fold_system_messages: bool = False
+    environment_first: bool = False
+    project_context_last: bool = False
     drop_fields: tuple[str, ...] = ()
     max_tokens: int | None = None
 
@@ -35,6 +38,7 @@ class Edits:
         self.headers: dict[str, str | None] = {}  # header name -> new value, None removes it
         self.model_chosen = False  # a rule chose the model; an upstream's `model` does not override it
         self.model: str | None = None  # the model chosen (an API that names it in the path has none in the body)
+        self.moved_chars = 0  # characters of prompt text the prefix options moved (see `moved_tokens`)
 
     @property
     def body(self) -> Mapping[str, Any]:
@@ -73,6 +77,10 @@ class Edits:
             self.model_chosen, self.model = True, edits.model
         for prefix in edits.drop_prefixes:
             changed = protocol.drop_system_blocks(doc, prefix) or changed
+        if edits.environment_first or edits.project_context_last:
+            moved = protocol.stable_prefix(doc, edits.environment_first, edits.project_context_last)
+            self.moved_chars += moved
+            changed = bool(moved) or changed
         if edits.fold_system_messages:
             changed = protocol.fold_system_messages(doc) or changed
         if edits.drop_fields:
@@ -81,6 +89,13 @@ class Edits:
             changed = protocol.cap_max_tokens(doc, edits.max_tokens) or changed
         if changed:
             self._doc = doc
+
+    @property
+    def moved_tokens(self) -> int:
+        """About how many prompt tokens the prefix options (`environment_first`,
+        `project_context_last`) moved behind stable text: 0 when they moved nothing. For a savings
+        ledger: a later conversation can reuse these from the server's cache."""
+        return quick_estimate(self.moved_chars) if self.moved_chars else 0
 
     def encode(self) -> bytes:
         """The body to send: the bytes as they arrived unless something changed it."""

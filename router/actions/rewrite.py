@@ -1,4 +1,4 @@
-"""`rewrite`: edit the request (model, volatile system text, rejected fields, limits, headers).
+"""`rewrite`: edit the request (model, volatile system text, prompt order, rejected fields, limits, headers).
 
 Not terminal: the rule's answering action (usually forward) runs next; a rule with only a
 rewrite forwards to the default upstream.
@@ -25,6 +25,8 @@ SCHEMA = {
         "drop_billing_header": {"type": "boolean"},
         "drop_system_prefix": {"type": "array", "items": {"type": "string", "minLength": 1}},
         "fold_system_messages": {"type": "boolean"},
+        "environment_first": {"type": "boolean"},
+        "project_context_last": {"type": "boolean"},
         "drop_fields": {"type": "array", "items": {"type": "string", "minLength": 1}},
         "max_tokens": {"type": "integer", "minimum": 1},
         "headers": HEADERS_SCHEMA,
@@ -55,6 +57,8 @@ def build(options: dict[str, Any], context: BuildContext) -> Rewrite:
         model=options.get("model"),
         drop_prefixes=tuple(prefixes),
         fold_system_messages=bool(options.get("fold_system_messages")),
+        environment_first=bool(options.get("environment_first")),
+        project_context_last=bool(options.get("project_context_last")),
         drop_fields=tuple(options.get("drop_fields", [])),
         max_tokens=options.get("max_tokens"),
     )

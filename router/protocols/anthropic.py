@@ -10,6 +10,7 @@ from multidict import CIMultiDictProxy
 from router.answers import Answer
 from router.errors import BadRequest, RouterError
 from router.jsonutil import dumps, dumps_bytes
+from router.protocols import prefix
 from router.protocols.base import Protocol, Reply, Request, RequestView, client_from_user_agent, expect, sse
 from router.tokens import estimate_tokens, quick_estimate
 
@@ -227,6 +228,11 @@ class AnthropicMessages(Protocol):
             doc["system"] = system.split("\n", 1)[1] if "\n" in system else ""
             return True
         return False
+
+    def stable_prefix(self, doc: dict[str, Any], environment_first: bool, project_context_last: bool) -> int:
+        """Claude Code's environment message ahead of the user's first words; its per-project and
+        per-day text after the stable text (router/protocols/prefix.py)."""
+        return prefix.stable_prefix(doc, environment_first, project_context_last)
 
     def fold_system_messages(self, doc: dict[str, Any]) -> bool:
         """Move each role:"system" message's text into the user turn before it (or after it)."""

@@ -217,6 +217,11 @@ class Protocol:
         """Fold role:"system" messages after the first into a neighbouring user turn."""
         return False
 
+    def stable_prefix(self, doc: dict[str, Any], environment_first: bool, project_context_last: bool) -> int:
+        """Move volatile prompt text after the stable text (rewrite's `environment_first` and
+        `project_context_last`); the number of characters of text moved, 0 when unchanged."""
+        return 0
+
     def drop_fields(self, doc: dict[str, Any], fields: list[str]) -> bool:
         """Remove fields an upstream rejects; dotted paths reach inside, `*` spans a list or object."""
         changed = False
