@@ -274,6 +274,76 @@ def prefix_section(data: dict) -> list[str]:
     return lines
 
 
+def translate_section(data: dict) -> list[str]:
+    """bench/translate.py: translating a turn and each event, beside plain forwarding."""
+    lines = ["## Translation between APIs", "", f"`{data['command']}` ({when(data)})", ""]
+    lines += ["| in process | plain forward | translated | added |", "| --- | --- | --- | --- |"]
+    for key, value in data["in_process"].items():
+        if key.startswith("request_"):
+            label = f"a {value['bytes']:,}-byte Claude Code turn, Anthropic to OpenAI chat (parsed, written)"
+        else:
+            label = "one streamed event, OpenAI chat chunk to Anthropic events"
+        added = value["translated_us"] - value["plain_us"]
+        lines.append(f"| {label} | {value['plain_us']:.1f} us | {value['translated_us']:.1f} us | +{added:.1f} us |")
+    sockets = data["sockets"]
+    lines += [
+        "",
+        "Through the router on real sockets, a streamed reply of "
+        f"{data.get('events', 200)} events 1 ms apart, interleaved rounds (ms, median):",
+        "",
+        "| path | first byte | whole request | first byte added | whole-request ratio |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, value in sockets.items():
+        lines.append(
+            f"| {name} | {value['ttfb']['median']:.2f} | {value['total']['median']:.1f} | "
+            f"{value['ttfb_added_ms']:+.2f} | {value['total_ratio']:.3f} |"
+        )
+    plain, translated = sockets["router, plain forward"], sockets["router, translated"]
+    lines += [
+        "",
+        f"Translating (an OpenAI chat client through an Anthropic upstream) adds "
+        f"{translated['ttfb_added_ms'] - plain['ttfb_added_ms']:+.2f} ms to the first byte beside plain forwarding, "
+        "the cost of the request's translation and the first events'; the events' own cost hides in their spacing.",
+        "",
+    ]
+    return lines
+
+
+def warm_restart_section(data: dict) -> list[str]:
+    """bench/warm_restart.py: a restarted llama-server, with and without slot_save."""
+    lines = [
+        "## Warm restarts",
+        "",
+        f"`{data['command']}` ({when(data)}): the real Claude Code (`claude -p`) through the router's default "
+        "rules to a real llama-server (SmolLM2-135M, one slot); llama-server restarted between turns. Prompt "
+        "tokens and prefill seconds from llama-server's own /metrics; the machine's other core was busy.",
+        "",
+        "| turn | prompt tokens processed | share of the first | prefill seconds | `claude -p` seconds |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    labels = {
+        "first_turn": "first turn (cold)",
+        "after_restart_with_slot_save": "restart, then a new conversation, `slot_save` on",
+        "after_restart_without": "restart, then a new conversation, no `slot_save`",
+    }
+    for key, label in labels.items():
+        turn = data[key]
+        lines.append(
+            f"| {label} | {turn['prompt_tokens_processed']:,.0f} | {turn['share_of_first']:.1%} | "
+            f"{turn['prompt_seconds']:.1f} | {turn['wall_seconds']} |"
+        )
+    saved = data["slot_save"]
+    lines += [
+        "",
+        f"The slot file: {saved['files'][0]['tokens']:,} tokens, {saved['files'][0]['bytes'] / 1e6:,.0f} MB; "
+        f"{saved['saves']} save(s), {saved['restores']} restore(s). The ledger: {data['savings']['restored_prompt_tokens']:,} "
+        "prompt tokens found in the restored slot.",
+        "",
+    ]
+    return lines
+
+
 def when(data: dict) -> str:
     """When a benchmark's results were measured, as its JSON says."""
     return f"measured {data['measured'][:10]}" if data.get("measured") else "date not recorded"
@@ -463,6 +533,12 @@ def main() -> int:
             f"Total new prompt tokens: {total_direct:.0f} direct, {total_router:.0f} through ghost-router ({total_router / total_direct - 1:+.0%}). The second conversation's first turn shares the first one's prefix only when the billing block is dropped; titles and count_tokens never reach the server.",
             "",
         ]
+    translate = load("translate")
+    if translate:
+        lines += translate_section(translate)
+    warm_restart = load("warm_restart")
+    if warm_restart:
+        lines += warm_restart_section(warm_restart)
     prefix_cache = load("prefix_cache")
     if prefix_cache:
         lines += prefix_section(prefix_cache)

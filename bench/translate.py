@@ -159,7 +159,7 @@ def main() -> int:
     args = parser.parse_args()
     report = {"in_process": in_process(args.events), "sockets": through_sockets(args)}
     command = f"python bench/translate.py --rounds {args.rounds} --events {args.events} --interval {args.interval}"
-    write_result("translate", {**report, "command": command})
+    write_result("translate", {**report, "command": command, "events": args.events})
     return 0
 
 
