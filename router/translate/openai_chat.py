@@ -305,15 +305,19 @@ def _assistant_from_hub(parts: tuple[hub.Part, ...] | list[Any]) -> dict[str, An
 # -- answers -----------------------------------------------------------------------------------
 
 
-def usage_to_hub(usage: Any) -> hub.Usage:
-    """OpenAI's usage (prompt tokens include the cached ones) as hub Usage."""
+def usage_to_hub(
+    usage: Any, names: tuple[str, str, str] = ("prompt_tokens", "completion_tokens", "prompt")
+) -> hub.Usage:
+    """OpenAI's usage (prompt tokens include the cached ones) as hub Usage. NAMES: its prompt and
+    output counts and the prefix of its details (`input_tokens`, `output_tokens`, `input` in the
+    Responses API)."""
     if not isinstance(usage, dict):
         return hub.Usage()
-    details = usage.get("prompt_tokens_details")
+    prompt_name, output_name, details_prefix = names
+    details = usage.get(f"{details_prefix}_tokens_details")
     cached = details.get("cached_tokens") if isinstance(details, dict) else None
     cached = cached if isinstance(cached, int) else 0
-    prompt = usage.get("prompt_tokens")
-    output = usage.get("completion_tokens")
+    prompt, output = usage.get(prompt_name), usage.get(output_name)
     return hub.Usage(
         max((prompt if isinstance(prompt, int) else 0) - cached, 0), output if isinstance(output, int) else 0, cached
     )

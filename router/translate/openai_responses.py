@@ -22,7 +22,7 @@ from typing import Any
 
 from router.errors import BadRequest
 from router.jsonutil import dumps
-from router.translate import hub
+from router.translate import hub, openai_chat
 from router.translate.fields import array, text
 
 ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 429: "rate_limit_error"}
@@ -295,15 +295,7 @@ def _reasoning_item(reasoning: hub.Reasoning, item_id: str | None = None) -> dic
 
 def usage_to_hub(usage: Any) -> hub.Usage:
     """The Responses API's usage (input tokens include the cached ones) as hub Usage."""
-    if not isinstance(usage, dict):
-        return hub.Usage()
-    details = usage.get("input_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, dict) else None
-    cached = cached if isinstance(cached, int) else 0
-    prompt, output = usage.get("input_tokens"), usage.get("output_tokens")
-    return hub.Usage(
-        max((prompt if isinstance(prompt, int) else 0) - cached, 0), output if isinstance(output, int) else 0, cached
-    )
+    return openai_chat.usage_to_hub(usage, ("input_tokens", "output_tokens", "input"))
 
 
 def usage_from_hub(usage: hub.Usage) -> dict[str, Any]:
