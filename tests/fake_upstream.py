@@ -217,7 +217,8 @@ class FakeUpstream:
             result = _tool_result_text(body)
             if result is None:
                 names = [t.get("name") for t in body["tools"] if isinstance(t, dict)]
-                d = {**d, "tool": next((n for n in ("Bash", "bash", "shell") if n in names), "Bash")}
+                shells = ("Bash", "bash", "shell", "run_shell_command", "exec_command")  # each client's shell tool
+                d = {**d, "tool": next((n for n in shells if n in names), "Bash")}
             else:
                 d = {**d, "say": f"The command printed: {result.strip()}"}
         events = int(d.get("events", 3))
