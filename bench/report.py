@@ -310,7 +310,7 @@ def translate_section(data: dict) -> list[str]:
     return lines
 
 
-def warm_restart_section(data: dict) -> list[str]:
+def warm_restart_section(data: dict, stable: dict | None) -> list[str]:
     """bench/warm_restart.py: a restarted llama-server, with and without slot_save."""
     lines = [
         "## Warm restarts",
@@ -327,14 +327,29 @@ def warm_restart_section(data: dict) -> list[str]:
         "after_restart_with_slot_save": "restart, then a new conversation, `slot_save` on",
         "after_restart_without": "restart, then a new conversation, no `slot_save`",
     }
-    for key, label in labels.items():
-        turn = data[key]
+    rows = [(label, data[key]) for key, label in labels.items()]
+    if stable:
+        rows += [
+            ("first turn (cold), prefix-stable rewrites on", stable["first_turn"]),
+            (
+                "restart, then a new conversation, `slot_save` and the rewrites on",
+                stable["after_restart_with_slot_save"],
+            ),
+        ]
+    for label, turn in rows:
         lines.append(
             f"| {label} | {turn['prompt_tokens_processed']:,.0f} | {turn['share_of_first']:.1%} | "
             f"{turn['prompt_seconds']:.1f} | {turn['wall_seconds']} |"
         )
     saved = data["slot_save"]
     lines += [
+        "",
+        "The first `claude -p` in a fresh project forwards more than its main turn (all its requests are counted; "
+        "the main turn's prompt and answer, saved in the slot file, are given below). The restored slot holds the "
+        "first conversation, so a new one reuses the system prompt and tools and "
+        "processes the rest: its words and, without the prefix-stable rewrites, the environment block "
+        "Claude Code puts after them (`environment_first`, `project_context_last`: see Prefix-stable prompts)."
+        + (f" Command of the rows with the rewrites: `{stable['command']}` ({when(stable)})." if stable else ""),
         "",
         f"The slot file: {saved['files'][0]['tokens']:,} tokens, {saved['files'][0]['bytes'] / 1e6:,.0f} MB; "
         f"{saved['saves']} save(s), {saved['restores']} restore(s). The ledger: {data['savings']['restored_prompt_tokens']:,} "
@@ -538,7 +553,7 @@ def main() -> int:
         lines += translate_section(translate)
     warm_restart = load("warm_restart")
     if warm_restart:
-        lines += warm_restart_section(warm_restart)
+        lines += warm_restart_section(warm_restart, load("warm_restart_stable"))
     prefix_cache = load("prefix_cache")
     if prefix_cache:
         lines += prefix_section(prefix_cache)

@@ -47,10 +47,11 @@ async def metrics(llama: LlamaServer) -> dict[str, float]:
     }
 
 
-def rules(llama: LlamaServer, folder: Path | None) -> str:
+def rules(llama: LlamaServer, folder: Path | None, stable_prefix: bool = False) -> str:
+    options = ", environment_first: true, project_context_last: true" if stable_prefix else ""
     text = embedded_rules_text().replace(
         "rewrite: {drop_billing_header: true}\n      forward: {upstream: local, priority: user}",
-        "rewrite: {drop_billing_header: true, max_tokens: 32}\n      forward: {upstream: local, priority: user}",
+        f"rewrite: {{drop_billing_header: true, max_tokens: 32{options}}}\n      forward: {{upstream: local, priority: user}}",
     )
     if folder is not None:
         text = text.replace(
@@ -90,7 +91,7 @@ async def claude(binary: Path, router_url: str, project: Path, home: Path, promp
     }
 
 
-async def run(binary: Path, base: Path) -> dict:
+async def run(binary: Path, base: Path, stable_prefix: bool, cold: bool) -> dict:
     """A first turn through a router with slot_save; llama-server restarted; a new conversation's
     first turn through it (restored); llama-server restarted again; a third conversation's first
     turn through a router without slot_save (cold): the last two side by side."""
@@ -107,7 +108,7 @@ async def run(binary: Path, base: Path) -> dict:
         routers = {
             warm: build_app(
                 parse_config(
-                    rules(llama, folder if warm else None),
+                    rules(llama, folder if warm else None, stable_prefix),
                     "bench",
                     builtin_registry(),
                     Overrides(upstream_url=llama.url, model="smollm2"),
@@ -131,9 +132,11 @@ async def run(binary: Path, base: Path) -> dict:
             await llama.stop()
             await llama.start()
             restored = await claude(binary, warm_url, project, home, "Name one prime number.", llama)
-            await llama.stop()
-            await llama.start()
-            cold = await claude(binary, cold_url, project, home, "Name one colour.", llama)
+            without = None
+            if cold:
+                await llama.stop()
+                await llama.start()
+                without = await claude(binary, cold_url, project, home, "Name one colour.", llama)
             savings = routers[True][STATE].savings()
             slot_save = upstream.warm.status()
     finally:
@@ -141,7 +144,8 @@ async def run(binary: Path, base: Path) -> dict:
     return {
         "first_turn": first,
         "after_restart_with_slot_save": restored,
-        "after_restart_without": cold,
+        "after_restart_without": without,
+        "stable_prefix": stable_prefix,
         "savings": savings,
         "slot_save": slot_save,
     }
@@ -152,10 +156,12 @@ async def main_async(args: argparse.Namespace) -> dict:
     if not binary.exists():
         raise SystemExit(f"{binary} is not installed: run `bash .ci/install-clients`")
     with tempfile.TemporaryDirectory() as base:
-        report = await run(binary, Path(base))
+        report = await run(binary, Path(base), args.stable_prefix, not args.no_cold)
     full = max(report["first_turn"]["prompt_tokens_processed"], 1)
     for name in ("first_turn", "after_restart_with_slot_save", "after_restart_without"):
         turn = report[name]
+        if turn is None:
+            continue
         turn["share_of_first"] = round(turn["prompt_tokens_processed"] / full, 4)
         print(
             f"{name:30}: {turn['prompt_tokens_processed']:7,.0f} prompt tokens processed ({turn['share_of_first']:.1%}) "
@@ -167,9 +173,18 @@ async def main_async(args: argparse.Namespace) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--claude", default="claude-2.1.332", help="the Claude Code folder in the tools cache")
+    parser.add_argument(
+        "--stable-prefix", action="store_true", help="turn on the prefix-stable rewrites (environment_first, ...)"
+    )
+    parser.add_argument("--no-cold", action="store_true", help="skip the third turn (restart without slot_save)")
+    parser.add_argument("--name", default="warm_restart", help="results file: bench/results/NAME.json")
     args = parser.parse_args()
     report = asyncio.run(main_async(args))
-    write_result("warm_restart", {**report, "command": f"python bench/warm_restart.py --claude {args.claude}"})
+    command = f"python bench/warm_restart.py --claude {args.claude}"
+    for flag, on in (("--stable-prefix", args.stable_prefix), ("--no-cold", args.no_cold)):
+        command += f" {flag}" if on else ""
+    command += f" --name {args.name}" if args.name != "warm_restart" else ""
+    write_result(args.name, {**report, "command": command})
     return 0
 
 
