@@ -29,7 +29,8 @@ from tests.fake_upstream import LLAMA_OVERFLOW
 from tests.test_claude_code_cli import MARKER, run_claude
 from tests.test_codex import LOOPBACK_ONLY
 from tests.test_gemini import SETTINGS
-from tests.test_llama_server import llama  # noqa: F401 (the fixture)
+from tests.test_llama_server import default_rules, llama  # noqa: F401 (the fixture)
+from tests.test_opencode import opencode_env, run_opencode
 
 
 def with_api(api: str):
@@ -338,12 +339,12 @@ def _calls(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 class LlamaReplayer:
     """Answers /v1/chat/completions with llama-server's recorded chunks: a request with tools and no
-    tool result yet gets the recorded tool call, renamed for Gemini CLI's shell tool and with its
+    tool result yet gets the recorded tool call, renamed for the client's shell tool (TOOL) and with its
     arguments (cut as the recorded fragments were); any other gets the recorded text chunks carrying
     `The command printed: <the tool's output>` (or the recorded text)."""
 
-    def __init__(self, shapes: LlamaShapes) -> None:
-        self.shapes, self.seen = shapes, []
+    def __init__(self, shapes: LlamaShapes, tool: str = "run_shell_command") -> None:
+        self.shapes, self.tool, self.seen = shapes, tool, []
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -376,7 +377,7 @@ class LlamaReplayer:
             call = chunk["choices"][0]["delta"]["tool_calls"][0]
             function = call.setdefault("function", {})
             if "name" in function:
-                function["name"] = "run_shell_command"
+                function["name"] = self.tool
             function["arguments"] = piece
         return chunks
 
@@ -666,3 +667,83 @@ async def test_real_codex_reads_a_translated_mid_stream_failure(aiohttp_server, 
     assert code != 0
     assert "stream disconnected before completion: the slot crashed" in err, err
     assert len(tries) >= 2, "Codex retried it as a server error"
+
+
+# -- Claude Code and OpenCode with a real llama-server's OpenAI chat API -------------------------
+
+
+async def test_real_claude_code_prints_a_real_llama_servers_own_text_through_openai_chat(
+    aiohttp_server,
+    llama,  # noqa: F811
+    tmp_path,
+    caplog,
+):
+    """Claude Code's turns cross to llama-server's /v1/chat/completions (`api: openai-chat`) and the
+    model's own words come back as Claude Code's answer."""
+    binary = client_binary("claude-2.1.332", "claude")
+    short = lambda text: text.replace(  # noqa: E731
+        "rewrite: {drop_billing_header: true}\n      forward: {upstream: local, priority: user}",
+        "rewrite: {drop_billing_header: true, max_tokens: 48}\n      forward: {upstream: local, priority: user}",
+    )
+    router = await aiohttp_server(
+        build_app(default_rules(llama, lambda t: with_api("openai-chat")(short(t))), verbose=True)
+    )
+    extra = {"CLAUDE_STREAM_IDLE_TIMEOUT_MS": "1800000", "CLAUDE_CODE_MAX_CONTEXT_TOKENS": "32768"}
+    code, out, err = await run_claude(binary, str(router.make_url("")).rstrip("/"), tmp_path, extra, timeout=1800)
+    assert code == 0, f"stdout: {out}\nstderr: {err}"
+    assert out.strip() and "API Error" not in out, out
+    turns = [r.getMessage() for r in caplog.records if r.name == "ghost_router" and "rule=main" in r.getMessage()]
+    assert turns and all("translated anthropic -> openai-chat" in t and "status=200" in t for t in turns), turns
+    print(f"\nClaude Code printed, through OpenAI chat: {out.strip()!r}")
+
+
+async def test_real_claude_code_completes_a_tool_turn_through_llama_servers_chunk_shapes(
+    aiohttp_server,
+    llama,  # noqa: F811
+    tmp_path,
+):
+    """llama-server's chunk shapes, recorded here, replayed with the Bash call Claude Code runs: the
+    turn completes only if Claude Code ran it and sent its result back under llama-server's call id."""
+    binary = client_binary("claude-2.1.332", "claude")
+    shapes = await LlamaShapes.record(llama.url)
+    replayer = LlamaReplayer(shapes, tool="Bash")
+    server = await aiohttp_server(replayer.app())
+    config = parse_config(
+        with_api("openai-chat")(embedded_rules_text()),
+        "default",
+        builtin_registry(),
+        Overrides(upstream_url=str(server.make_url("")).rstrip("/")),
+    )
+    router = await aiohttp_server(build_app(config))
+    code, out, err = await run_claude(binary, str(router.make_url("")).rstrip("/"), tmp_path, {}, timeout=600)
+    assert code == 0, f"stdout: {out}\nstderr: {err}"
+    assert f"The command printed: {MARKER}" in out, out
+    last = replayer.seen[-1]["messages"]
+    results = [m for m in last if m["role"] == "tool"]
+    assert results and results[-1]["tool_call_id"] == shapes.call_id and MARKER in json.dumps(results[-1]["content"])
+
+
+async def test_real_opencode_prints_a_real_llama_servers_own_text(
+    router_factory,
+    llama,  # noqa: F811
+    tmp_path,
+    closed_port,
+    caplog,
+):
+    """OpenCode, started from the line `serve` prints: its OpenAI chat turns go to llama-server as
+    they are (an API the default rules' upstream lists) and it prints the model's own words."""
+    binary = client_binary("opencode", "opencode")
+    router = await router_factory(
+        llama.url, lambda text: text.replace("fold_system_messages: false", "fold_system_messages: true")
+    )
+    settings, command = split_line(client_line.opencode(str(router.make_url("")).rstrip("/"), "smollm2", 32768))
+    work, home = tmp_path / "work", tmp_path / "home"
+    work.mkdir()
+    home.mkdir()
+    args = ["run", *command[1:], "Say hello in one short sentence."]
+    code, text = await run_opencode(binary, args, work, opencode_env(home, closed_port, settings), 1800)
+    assert code == 0, text
+    assert text.strip() and "Error" not in text, text
+    forwarded = [r.getMessage() for r in caplog.records if r.name == "ghost_router" and "forward:" in r.getMessage()]
+    assert forwarded and all("status=200" in line and "translated" not in line for line in forwarded), forwarded
+    print(f"\nOpenCode printed: {text.strip()[-300:]!r}")
