@@ -211,4 +211,6 @@ async def gemini_line_carries_a_330_s_prefill(router_factory, agent_upstream, tm
     seen = agent_upstream.seen
     assert len(seen) == 2, f"the tool call and the follow-up, each sent once: no retry ({len(seen)} requests)"
     assert all(s.body.get("tools") for s in seen) and [s.outcome for s in seen] == ["done", "done"]
-    assert "functionResponse" in json.dumps(seen[1].body["contents"][-1]), "Gemini CLI ran the tool and sent its result"
+    # the default rules' upstream speaks no Gemini: the turns reach it translated to Anthropic's API
+    assert [s.path for s in seen] == ["/v1/messages", "/v1/messages"]
+    assert "tool_result" in json.dumps(seen[1].body["messages"][-1]), "Gemini CLI ran the tool and sent its result"
