@@ -194,12 +194,14 @@ class Recorder:
         return app
 
     async def relay(self, request: web.Request) -> web.StreamResponse:
-        self.paths.append(request.path)
         body = await request.read()
-        self.bodies.append(body)
+        turn = request.method == "POST"  # the router's GET /slots (prefill progress) is relayed, not kept
+        if turn:
+            self.paths.append(request.path)
+            self.bodies.append(body)
         headers = {"Content-Type": request.headers.get("Content-Type", "application/json")}
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
-            async with session.post(self.target + request.path, data=body, headers=headers) as up:
+            async with session.request(request.method, self.target + request.path, data=body, headers=headers) as up:
                 response = web.StreamResponse(status=up.status, headers={"Content-Type": up.content_type})
                 await response.prepare(request)
                 raw = b""
@@ -207,7 +209,8 @@ class Recorder:
                     raw += chunk
                     await response.write(chunk)
                 await response.write_eof()
-        self.answers.append(_said(raw))
+        if turn:
+            self.answers.append(_said(raw))
         return response
 
 
