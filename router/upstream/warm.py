@@ -311,6 +311,9 @@ class WarmStarts:
         except (ResponseFailed, TimeoutError) as exc:
             response.close()
             raise WarmError(f"{method} {path} broke off ({exc or 'timed out'})") from None
+        except BaseException:  # the turn's client left during a restore: its connection is not reused
+            response.close()
+            raise
         response.release()
         if raw and response.status == 200:
             return data
