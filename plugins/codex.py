@@ -136,6 +136,12 @@ class OpenAIResponses(Protocol):
         }
         return _sse("response.failed", failed).encode()
 
+    def stream_complete(self, last_event: bytes) -> bool:
+        """`response.completed`, `response.incomplete` or `response.failed` ends a Responses stream."""
+        return last_event.startswith(
+            (b"event: response.completed", b"event: response.incomplete", b"event: response.failed")
+        )
+
     def sse_keepalive_event(self) -> bytes:
         """An SSE comment line."""
         return b": ping\n\n"

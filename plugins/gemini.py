@@ -135,6 +135,10 @@ class GeminiGenerate(Protocol):
             400, f"The input token count ({prompt_tokens}) exceeds the maximum number of tokens allowed ({context})."
         )
 
+    def stream_complete(self, last_event: bytes) -> bool:
+        """A chunk whose candidate has its `finishReason` ends a Gemini stream (nothing follows it)."""
+        return last_event.startswith(b"data:") and b'"finishReason"' in last_event
+
     def sse_keepalive_event(self) -> bytes:
         """A blank line, a no-op to SSE parsers. Not a `: ping` comment: the reader in @google/genai
         matches `data:` at the head of its buffer after whitespace, so a comment stalls it and Gemini

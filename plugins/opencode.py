@@ -115,6 +115,10 @@ class OpenAIChat(Protocol):
         """An error chunk, as OpenAI-compatible servers send mid-stream."""
         return f"data: {dumps(self._error(error)[1])}\n\n".encode()
 
+    def stream_complete(self, last_event: bytes) -> bool:
+        """`data: [DONE]` ends a chat completions stream."""
+        return last_event.strip() == b"data: [DONE]"
+
     def sse_keepalive_event(self) -> bytes:
         """An SSE comment line: ignored by every SSE parser."""
         return b": ping\n\n"

@@ -61,6 +61,7 @@ class Trace:
     sent_at: float | None = None  # when it was sent to its server (the latest try)
     answered_at: float | None = None  # when that server's answer (status and headers) arrived
     now: Callable[[], dict[str, object]] | None = None  # what it is doing now (queue place, prefill), for status
+    delivered: tuple[int, int] | None = None  # (status, bytes) when the client left after the stream's last event
 
 
 @dataclass

@@ -157,10 +157,14 @@ async def handle(http: web.Request) -> web.StreamResponse:
         status, bytes_out, note = sent.status, sent.bytes_out, sent.note or note
         return sent.response
     except (asyncio.CancelledError, ConnectionResetError) as exc:
-        status, note = (
-            CLIENT_CLOSED,
-            str(exc) if isinstance(exc, respond.ClientStalled) else "client closed the connection",
-        )
+        delivered = result.trace.delivered if isinstance(result, Streamed) else None
+        if delivered:
+            (status, bytes_out), note = delivered, "the client closed the connection after the answer's last event"
+        else:
+            status, note = (
+                CLIENT_CLOSED,
+                str(exc) if isinstance(exc, respond.ClientStalled) else "client closed the connection",
+            )
         raise
     finally:
         trace = result.trace if isinstance(result, Streamed) else None

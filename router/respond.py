@@ -20,7 +20,7 @@ from multidict import CIMultiDict
 
 from router.answers import Answer, Head, Result, Streamed, Trace
 from router.errors import RouterError
-from router.protocols.base import Protocol
+from router.protocols.base import Protocol, last_sse_event
 
 
 class ClientStalled(ConnectionResetError):
@@ -81,6 +81,7 @@ async def _relay(
 ) -> Sent:
     response: web.StreamResponse | None = None
     status = written = 0
+    before = last = b""  # the last two parts written: where the stream's last event is
     async with contextlib.aclosing(result.parts) as parts:  # type: ignore[type-var]
         try:
             async for part in parts:
@@ -93,8 +94,11 @@ async def _relay(
                         await _bounded(response.prepare(http), http, send_timeout)
                     continue
                 assert response is not None, "a streamed answer starts with its Head"
+                if not part:
+                    continue
                 await _bounded(response.write(part), http, send_timeout)
                 written += len(part)
+                before, last = last, part
             if response is None:
                 raise RouterError(502, "ghost-router: the upstream ended the exchange without an answer.", "api_error")
             await _bounded(response.write_eof(), http, send_timeout)
@@ -103,6 +107,14 @@ async def _relay(
             if response is None:
                 raise
             return Sent(response, status, written, await _cut_short(http, response, protocol, error))
+        except (asyncio.CancelledError, ConnectionResetError) as exc:
+            # the client left: after the stream's last event it has the whole answer (the log says so)
+            if response is not None and not isinstance(exc, ClientStalled):
+                if response.content_type == "text/event-stream" and protocol.stream_complete(
+                    last_sse_event(before + last)
+                ):
+                    result.trace.delivered = (status, written)
+            raise
 
 
 async def _cut_short(

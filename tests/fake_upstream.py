@@ -14,6 +14,7 @@ comma-separated list of directives:
   status=N        answer with this HTTP status and an Anthropic-shaped error
   die_after=N     stream N deltas, then drop the connection (with die_when=NAME: once gate NAME opens)
   stall_after=N   stream N deltas, then go silent (connection kept open)
+  hold_end=NAME   a stream's last event sent, wait for release(NAME) before ending the body
   tool=NAME       answer with a tool_use block calling NAME
   stop=REASON     the Anthropic answer's stop_reason (default end_turn, tool_use with tool=NAME)
   overflow        answer llama-server's context-size error (on every path)
@@ -103,6 +104,12 @@ class FakeUpstream:
     def release(self, name: str) -> None:
         """Let `hold=NAME` requests go on."""
         self.gate(name).set()
+
+    async def _end(self, response: web.StreamResponse, d: dict[str, str]) -> None:
+        """End a stream's body, once `hold_end=NAME`'s gate opens when there is one."""
+        if "hold_end" in d:
+            await self.gate(d["hold_end"]).wait()
+        await response.write_eof()
 
     async def wait_for(self, count: int, timeout: float = 5.0) -> None:
         """Wait until COUNT requests have arrived."""
@@ -293,7 +300,7 @@ class FakeUpstream:
         )
         self.last_event_sent[id(seen)] = time.monotonic()
         await response.write(_sse("message_stop", {"type": "message_stop"}))
-        await response.write_eof()
+        await self._end(response, d)
         return response
 
     async def _openai_chat(self, request: web.Request, body: dict[str, Any], d: dict[str, str]) -> web.StreamResponse:
@@ -394,7 +401,7 @@ class FakeUpstream:
             last_chunk = {**base, "choices": [], "usage": usage, "timings": timings}
             await response.write(f"data: {json.dumps(last_chunk)}\n\n".encode())
         await response.write(b"data: [DONE]\n\n")
-        await response.write_eof()
+        await self._end(response, d)
         return response
 
     async def _openai_responses(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:

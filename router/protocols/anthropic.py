@@ -138,6 +138,10 @@ class AnthropicMessages(Protocol):
         """An `error` event, as the API sends when a stream fails after it started."""
         return sse("error", self.error_body(error)).encode()
 
+    def stream_complete(self, last_event: bytes) -> bool:
+        """`message_stop` ends a Messages stream."""
+        return last_event.startswith(b"event: message_stop")
+
     def sse_keepalive_event(self) -> bytes:
         """A `ping` event: legal anywhere in an Anthropic stream."""
         return b'event: ping\ndata: {"type": "ping"}\n\n'

@@ -138,6 +138,12 @@ def expect(value: Any, kind: type | tuple[type, ...], field: str, what: str) -> 
         raise BadRequest(f"{field}: expected {what}, got {json_type_name(value)}")
 
 
+def last_sse_event(tail: bytes) -> bytes:
+    """The last event in TAIL, the end of an event stream (events end with a blank line)."""
+    events = [event for event in tail.replace(b"\r\n", b"\n").split(b"\n\n") if event.strip()]
+    return events[-1] if events else b""
+
+
 def sse(event: str, data: Any) -> str:
     """One server-sent event."""
     return f"event: {event}\ndata: {dumps(data)}\n\n"
@@ -170,6 +176,12 @@ class Protocol:
     def sse_keepalive_event(self) -> bytes | None:
         """A server-sent event that keeps a waiting stream alive without faking content (None: none)."""
         return None
+
+    def stream_complete(self, last_event: bytes) -> bool:
+        """True when LAST_EVENT, the last server-sent event that went to the client, is the one that
+        ends this protocol's streamed answers: a client that leaves after it has the whole answer
+        (Codex hangs up on `response.completed` without reading the body's end)."""
+        return False
 
     def reply(self, request: Request, reply: Reply) -> Answer:
         """A complete local reply, as an event stream if the request asked for a stream."""
