@@ -21,7 +21,7 @@ from router.app import STATE, build_app
 from router.config import parse_config
 from router.plugins import builtin_registry
 from router.servers.llama import LlamaServer
-from router.upstream import relay, slots
+from router.upstream import slots, waiting
 from tests.conftest import RULES, user_message
 from tests.fake_upstream import FakeUpstream, llama_slot
 from tests.servers import require_llama_server
@@ -38,7 +38,7 @@ def _quick_polls(monkeypatch: pytest.MonkeyPatch) -> None:
     notices changes, never what a test asserts."""
     monkeypatch.setattr(slots, "POLL_AFTER", 0.0)
     monkeypatch.setattr(slots, "POLL_EVERY", 0.01)
-    monkeypatch.setattr(relay, "REPEAT", 0.05)
+    monkeypatch.setattr(waiting, "REPEAT", 0.05)
 
 
 async def until(check: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:

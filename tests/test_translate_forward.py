@@ -470,7 +470,8 @@ async def _post_and_leave_after(
     reader, writer = await asyncio.open_connection(router.host, router.port)
     writer.write(
         f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        f"x-test-upstream: {hold}=end\r\nContent-Length: {len(payload)}\r\n\r\n".encode() + payload
+        f"x-test-upstream: {hold}=end\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
+        + payload
     )
     received = b""
     while not re.search(re.escape(last_event) + rb".*?(\r?\n){2}", received, re.S):
@@ -495,9 +496,7 @@ async def _finished_line(caplog: Any, upstream: Any) -> str:
     raise AssertionError("the router wrote no log line for the request")
 
 
-async def test_codex_hanging_up_after_response_completed_is_a_finished_turn_not_a_499(
-    aiohttp_server, upstream, caplog
-):
+async def test_codex_hanging_up_after_response_completed_is_a_finished_turn_not_a_499(aiohttp_server, upstream, caplog):
     """Codex closes the connection once `response.completed` arrives, before the body's end; the
     turn was answered whole, so the log says 200, not 499."""
     plugins = load_plugins()

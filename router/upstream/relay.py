@@ -16,41 +16,24 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
-from dataclasses import dataclass
-from typing import Any
 
 from router import progress as words
-from router.answers import SSE_HEADERS, Head, Part, Trace
+from router.answers import Head, Part, Trace
 from router.edits import Edits
 from router.errors import RouterError, UpstreamUnavailable
 from router.log import progress
 from router.protocols.base import Request
-from router.secrets import CREDENTIAL_HEADERS, strip_query_credentials
-from router.tokens import estimate_tokens
-from router.upstream import admission, slots
+from router.secrets import strip_query_credentials
+from router.upstream import admission
 from router.upstream.client import ConnectFailed, ResponseFailed, UpstreamClient, UpstreamResponse
+from router.upstream.headers import content_type, request_headers, response_headers
 from router.upstream.pool import Upstream
-from router.upstream.queue import Server, Ticket
+from router.upstream.queue import Server
 from router.upstream.slot_files import prompt_blocks
 from router.upstream.translation import Translation, plan
+from router.upstream.waiting import Announcement, Content, Doing, Heartbeat, kept_alive, until_content
 
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "trailers",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
-NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "expect"}
 ERROR_BODY_LIMIT = 64 * 1024
-REPEAT = 30.0  # seconds between two "still waiting" lines of one request
 
 
 class UpstreamRefused(UpstreamUnavailable):
@@ -62,28 +45,6 @@ class UpstreamBroke(RouterError):
 
     def __init__(self, message: str) -> None:
         super().__init__(502, message, "api_error")
-
-
-class Heartbeat:
-    """Keep-alive for a waiting stream: an early head, then a keep-alive event every `keepalive` seconds."""
-
-    def __init__(self, request: Request, keepalive: float) -> None:
-        self.event = request.protocol.sse_keepalive_event() if request.view.stream and keepalive > 0 else None
-        self.keepalive = keepalive
-        self.started = False  # the early head went out
-
-    async def until(self, waited: asyncio.Future[Any], deadline: float = float("inf")) -> AsyncIterator[Part]:
-        """Parts to send while WAITED is pending, until DEADLINE (loop time)."""
-        loop = asyncio.get_running_loop()
-        next_beat = loop.time() + self.keepalive if self.event else float("inf")
-        while not waited.done() and loop.time() < deadline:
-            await asyncio.wait({waited}, timeout=min(deadline, next_beat) - loop.time())
-            if self.event and not waited.done() and loop.time() >= next_beat:
-                if not self.started:
-                    self.started = True
-                    yield Head(200, SSE_HEADERS, early=True)
-                yield self.event
-                next_beat += self.keepalive
 
 
 async def relay(
@@ -100,7 +61,7 @@ async def relay(
     ticket = admission.enter(upstream, priority, prefix, len(body))
     queued = not ticket.granted.done()
     waited = trace.queue_started = time.perf_counter()
-    doing = _Doing(upstream, ticket)
+    doing = Doing(upstream, ticket)
     trace.now = doing.status
     if queued:
         place, in_line = upstream.gate.place(ticket) or (0, 0)
@@ -164,7 +125,7 @@ async def _exchange(
     heartbeat: Heartbeat,
     trace: Trace,
     translation: Translation | None = None,
-    doing: _Doing | None = None,
+    doing: Doing | None = None,
 ) -> AsyncIterator[Part]:
     """One try on SERVER: send, then relay the answer."""
     config = upstream.config
@@ -193,7 +154,7 @@ async def _exchange(
     trace.answered_at = None
     # a request the server has not answered after `keepalive` seconds (a long prefill) is announced,
     # with its progress when the server is a llama-server; quick answers add no log lines
-    waiting = _Announcement(request, upstream, server, config.keepalive, client)
+    waiting = Announcement(request, upstream, server, config.keepalive, client)
     if doing is not None:
         doing.waiting = waiting
     try:
@@ -268,8 +229,8 @@ async def _exchange(
             if heartbeat.started or translation:  # an SSE error event, or an error in the client's shape
                 raise _error_from_body(up.status, first, keep_type=not translation)
         if translation:
-            async with aclosing(translation.answer(up.status, _content_type(up), first, next_chunk)) as parts:
-                async for part in _kept_alive(parts, heartbeat):
+            async with aclosing(translation.answer(up.status, content_type(up), first, next_chunk)) as parts:
+                async for part in kept_alive(parts, heartbeat):
                     yield part
             complete = True
             return
@@ -282,7 +243,7 @@ async def _exchange(
             # protocol's keep-alive events, as while waiting for headers
             heartbeat.started = True
             chunk = b""
-            async for piece in _until_content(next_chunk, heartbeat):
+            async for piece in until_content(next_chunk, heartbeat):
                 if isinstance(piece, Content):
                     chunk = piece.data
                     break
@@ -303,187 +264,10 @@ async def _exchange(
             up.close()  # the server sees the request cancelled
 
 
-async def _kept_alive(parts: AsyncIterator[Part], heartbeat: Heartbeat) -> AsyncIterator[Part]:
-    """PARTS, with HEARTBEAT's keep-alive events (and its early head) while the next part is slow:
-    a translated stream reads the upstream's SSE comments during a long prefill and has nothing
-    to send for them."""
-    if heartbeat.event is None:
-        async for part in parts:
-            yield part
-        return
-    while True:
-        task = asyncio.ensure_future(anext(parts))
-        try:
-            async for beat in heartbeat.until(task):
-                yield beat
-        finally:
-            if not task.done():  # the client left: the translation stops before it is closed
-                task.cancel()
-                await asyncio.wait({task})
-        try:
-            part = task.result()
-        except StopAsyncIteration:
-            return
-        heartbeat.started = heartbeat.started or isinstance(part, Head)
-        yield part
-
-
-@dataclass(frozen=True)
-class Content:
-    """The first bytes of an answer's content (not SSE comments)."""
-
-    data: bytes
-
-
-async def _until_content(
-    next_chunk: Callable[[], Awaitable[bytes]], heartbeat: Heartbeat
-) -> AsyncIterator[Part | Content]:
-    """The upstream's SSE comment lines as they arrive, with HEARTBEAT's keep-alive events between them
-    every `keepalive`, then the first chunk with content (b"" if the body ends first) as Content."""
-    assert heartbeat.event is not None
-    at_line_start = True
-    while True:
-        task = asyncio.ensure_future(next_chunk())
-        try:
-            async for beat in heartbeat.until(task):
-                yield beat if at_line_start or not isinstance(beat, bytes) else b"\n" + beat
-                at_line_start = True
-        finally:
-            if not task.done():
-                task.cancel()
-        chunk = task.result()
-        if chunk and _only_sse_comments(chunk):
-            yield chunk
-            at_line_start = chunk.endswith(b"\n")
-            continue
-        yield Content(chunk)
-        return
-
-
-def _only_sse_comments(chunk: bytes) -> bool:
-    """Whether CHUNK holds nothing but SSE comment lines (`:...`) and blank lines."""
-    return all(not line.strip() or line.startswith(b":") for line in chunk.split(b"\n"))
-
-
-class _Announcement:
-    """Logs a request still waiting for its server's answer after DELAY seconds (the upstream's
-    keepalive; 10 s when that is off) and every REPEAT seconds after, then when the answer starts.
-    Meanwhile the server's slots are followed for the request's prefill progress (router.upstream.slots)."""
-
-    def __init__(self, request: Request, upstream: Upstream, server: Server, delay: float, client: UpstreamClient):
-        self.request, self.upstream, self.url, self.started = request, upstream, server.url, time.perf_counter()
-        self.said = False
-        self.open = True
-        self.prefill = slots.Prefill(request.id, lambda: estimate_tokens(request.protocol.text_for_counting(request)))
-        self.slots = slots.watch(server)
-        self.slots.add(self.prefill, client, _slots_headers(upstream, server))
-        self.timer = asyncio.get_running_loop().call_later(delay if delay > 0 else 10.0, self._say)
-
-    def _say(self) -> None:
-        self.said = True
-        progress.info(
-            "#%s sent to upstream %s at %s %.0f s ago, still waiting for its answer (%s)",
-            self.request.id,
-            self.upstream.name,
-            self.url,
-            time.perf_counter() - self.started,
-            self.prefill.describe() or "the server may be reading a long prompt",
-        )
-        self.timer = asyncio.get_running_loop().call_later(REPEAT, self._say)
-
-    def status(self) -> dict[str, object]:
-        """For /_router/status: waiting for the server's answer, with the prefill's progress when known."""
-        if not self.open:
-            return {"state": "answering", "server": self.url}
-        return {"state": "waiting", "server": self.url, "progress": self.prefill.status()}
-
-    def answered(self, status: int) -> None:
-        self.cancel()
-        if self.said:
-            progress.info(
-                "#%s upstream %s answering: status %d after %.1f s",
-                self.request.id,
-                self.upstream.name,
-                status,
-                time.perf_counter() - self.started,
-            )
-            self.said = False
-
-    def cancel(self) -> None:
-        self.timer.cancel()
-        self.open = False
-        self.slots.remove(self.prefill)
-
-
-@dataclass
-class _Doing:
-    """What a forwarded request is doing now: queued (its place in line), waiting for its server
-    (with prefill progress), or answering. Read by /_router/status through Trace.now."""
-
-    upstream: Upstream
-    ticket: Ticket
-    waiting: _Announcement | None = None
-
-    def status(self) -> dict[str, object]:
-        place = self.upstream.gate.place(self.ticket)
-        if place is not None:
-            return {"state": "queued", "place": place[0], "in_line": place[1]}
-        if self.waiting is None:
-            return {"state": "sending"}
-        return self.waiting.status()
-
-
-def _slots_headers(upstream: Upstream, server: Server) -> list[tuple[str, str]]:
-    """The upstream's own headers (its credentials) for GET /slots."""
-    headers = list(upstream.config.headers)
-    if server.authorization and not any(name.lower() == "authorization" for name, _ in headers):
-        headers.append(("Authorization", server.authorization))
-    return headers
-
-
 def _close_late_response(task: asyncio.Future[UpstreamResponse]) -> None:
     """A response that arrived after its client left is closed, not leaked."""
     if not task.cancelled() and task.exception() is None:
         task.result().close()
-
-
-def request_headers(request: Request, edits: Edits, upstream: Upstream, server: Server) -> list[tuple[str, str]]:
-    """The client's headers minus hop-by-hop ones (and those `Connection` names), minus client
-    credentials (unless forward_client_auth), plus the upstream's and the rule's header edits."""
-    config = upstream.config
-    skipped = set(NOT_FORWARDED) | _connection_listed(request.headers.getall("Connection", []))
-    if not config.forward_client_auth:
-        skipped |= CREDENTIAL_HEADERS
-    changed = {name.lower(): (name, value) for name, value in [*config.headers, *edits.headers.items()]}
-    if server.authorization and "authorization" not in changed:
-        changed["authorization"] = ("Authorization", server.authorization)
-    headers = [
-        (name, _sendable(value))
-        for name, value in request.headers.items()
-        if name.lower() not in skipped and name.lower() not in changed
-    ]
-    headers += [(name, value) for name, value in changed.values() if value is not None]
-    return headers
-
-
-def response_headers(up: UpstreamResponse) -> tuple[tuple[str, str], ...]:
-    """The upstream's headers for the client, as received (UTF-8), minus hop-by-hop ones."""
-    listed = _connection_listed(v.decode("latin-1") for k, v in up.raw_headers if k.lower() == b"connection")
-    headers = []
-    for name, value in up.raw_headers:
-        text = name.decode("latin-1")
-        if text.lower() not in HOP_BY_HOP and text.lower() not in listed:
-            headers.append((text, value.decode("utf-8", "replace")))
-    return tuple(headers)
-
-
-def _connection_listed(values: Any) -> set[str]:
-    return {token.strip().lower() for value in values for token in value.split(",") if token.strip()}
-
-
-def _sendable(value: str) -> str:
-    """A received header value that can be encoded again (invalid UTF-8 bytes become U+FFFD)."""
-    return value if value.isascii() else value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _count_error(upstream: Upstream, server: Server) -> None:
@@ -501,10 +285,6 @@ async def _read_up_to(next_chunk: Callable[[], Awaitable[bytes]], limit: int) ->
         chunks.append(chunk)
         size += len(chunk)
     return b"".join(chunks)
-
-
-def _content_type(up: UpstreamResponse) -> str:
-    return next((v.decode("latin-1").lower() for k, v in up.raw_headers if k.lower() == b"content-type"), "")
 
 
 def _error_from_body(status: int, raw: bytes, keep_type: bool = True) -> RouterError:
