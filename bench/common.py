@@ -243,13 +243,13 @@ def serve_upstream_forever(port: int, events: int, interval: float, prefill: flo
 
 @contextmanager
 def process(
-    args: list[str], ready_port: int, env: dict[str, str] | None = None, timeout: float = 30
+    args: list[str], ready_port: int, env: dict[str, str] | None = None, timeout: float = 30, cwd: Path = ROOT
 ) -> Iterator[subprocess.Popen]:
-    """Run ARGS until the block ends; wait until READY_PORT accepts connections. Its output is
+    """Run ARGS in CWD until the block ends; wait until READY_PORT accepts connections. Its output is
     dropped, or kept in $BENCH_LOG_DIR/PORT.log when that variable names a folder."""
     logs = os.environ.get("BENCH_LOG_DIR")
     output = open(Path(logs) / f"{ready_port}.log", "ab") if logs else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=output, stderr=output)
+    proc = subprocess.Popen(args, cwd=cwd, env={**os.environ, **(env or {})}, stdout=output, stderr=output)
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -271,18 +271,25 @@ def process(
             output.close()  # type: ignore[union-attr]
 
 
-def upstream_process(port: int, events: int, interval: float, prefill: float = 0.0):
-    """The paced upstream in its own process."""
+def upstream_process(port: int, events: int, interval: float, prefill: float = 0.0, cpu: int | None = None):
+    """The paced upstream in its own process, optionally pinned to CPU."""
     code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from bench.common import serve_upstream_forever; serve_upstream_forever({port}, {events}, {interval}, {prefill})"
-    return process([sys.executable, "-c", code], port)
+    return process(pinned([sys.executable, "-c", code], cpu), port)
 
 
-def router_process(port: int, upstream: int | str, extra: list[str] = (), cpu: int | None = None):  # type: ignore[assignment]
+def router_process(
+    port: int,
+    upstream: int | str,
+    extra: list[str] = (),  # type: ignore[assignment]
+    cpu: int | None = None,
+    checkout: Path = ROOT,
+):
     """ghost-router serve on its embedded default rules (logging on, as users run it) in front of
-    UPSTREAM (a loopback port, or URLs as --upstream takes them), optionally pinned to CPU."""
+    UPSTREAM (a loopback port, or URLs as --upstream takes them), optionally pinned to CPU; the
+    code of CHECKOUT (`python -m router` there imports its own `router` package)."""
     url = upstream if isinstance(upstream, str) else f"http://127.0.0.1:{upstream}"
     args = [sys.executable, "-m", "router", "serve", "--port", str(port), "--upstream", url, *extra]
-    return process(pinned(args, cpu), port)
+    return process(pinned(args, cpu), port, cwd=checkout)
 
 
 def pinned(args: list[str], cpu: int | None) -> list[str]:

@@ -15,7 +15,7 @@ import sys
 import aiohttp
 from aiohttp import web
 
-from bench.common import ROOT, process
+from bench.common import ROOT, pinned, process
 
 
 def serve_bare_aiohttp(port: int, target: str) -> None:
@@ -95,8 +95,8 @@ def _install_uvloop() -> None:
     uvloop.install()
 
 
-def floor_process(kind: str, port: int, upstream_port: int):
-    """One of the floors in its own process: KIND is `bare_aiohttp` or `tcp_relay`."""
+def floor_process(kind: str, port: int, upstream_port: int, cpu: int | None = None):
+    """One of the floors in its own process, optionally pinned to CPU: KIND is `bare_aiohttp` or `tcp_relay`."""
     target = str(upstream_port) if kind == "tcp_relay" else f"'http://127.0.0.1:{upstream_port}'"
     code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from bench.floor_proxies import serve_{kind}; serve_{kind}({port}, {target})"
-    return process([sys.executable, "-c", code], port)
+    return process(pinned([sys.executable, "-c", code], cpu), port)

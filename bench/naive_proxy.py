@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.error import HTTPError
 from urllib.request import Request, urlopen
 
-from bench.common import ROOT, process
+from bench.common import ROOT, pinned, process
 
 
 def serve(port: int, target: str) -> None:
@@ -69,7 +69,7 @@ def serve(port: int, target: str) -> None:
     ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
 
 
-def naive_proxy_process(port: int, upstream_port: int):
-    """The naive proxy in its own process."""
+def naive_proxy_process(port: int, upstream_port: int, cpu: int | None = None):
+    """The naive proxy in its own process, optionally pinned to CPU."""
     code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from bench.naive_proxy import serve; serve({port}, 'http://127.0.0.1:{upstream_port}')"
-    return process([sys.executable, "-c", code], port)
+    return process(pinned([sys.executable, "-c", code], cpu), port)

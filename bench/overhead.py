@@ -3,7 +3,15 @@ through a naive buffering proxy like the article's (threaded, polling every 50 m
 two floors (bench/floor_proxies.py): a bare aiohttp proxy (aiohttp's server and client, as
 ghost-router uses them, with none of its logic) and a raw TCP relay.
 
-    python bench/overhead.py [--rounds 100] [--events 500] [--interval 0.001]
+    python bench/overhead.py [--rounds 100] [--events 500] [--interval 0.001] [--pin] [--baseline DIR]
+
+With --pin (a machine with two CPUs or more), the client and the upstream run on CPU 0 and each
+proxy on CPU 1: a proxy that wakes its client then never waits while the client runs on its CPU,
+which shows how much of the first byte added is the scheduler's and how much the proxy's work.
+
+With --baseline DIR (another checkout, say `git worktree add DIR HEAD~1`), that checkout's router
+runs beside this one in the same run, as "ghost-router (baseline)": an optimisation's gain side
+by side, where drift and the host's load hit both alike.
 
 Requests carry 50 KB bodies shaped like a Claude Code turn (bench.common.claude_code_body: tools,
 tool results, the billing block), which the default rules rewrite, so the router parses and
@@ -17,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import random
 import sys
 import time
@@ -74,15 +84,17 @@ async def measure(paths: dict[str, str], rounds: int, body: bytes) -> dict[str, 
 
 def run_once(args: argparse.Namespace) -> dict:
     """One measurement with fresh processes: {kind: {path: medians, spread, added first byte, ratio}}."""
-    up, router, naive, bare, relay = (free_port() for _ in range(5))
+    up, router, naive, bare, relay, baseline = (free_port() for _ in range(6))
     report: dict = {"measured": time.strftime("%Y-%m-%d %H:%M")}
-    with (
-        upstream_process(up, args.events, args.interval),
-        router_process(router, up),
-        naive_proxy_process(naive, up),
-        floor_process("bare_aiohttp", bare, up),
-        floor_process("tcp_relay", relay, up),
-    ):
+    client, proxy = (0, 1) if args.pin else (None, None)
+    if client is not None:
+        os.sched_setaffinity(0, {client})  # this process is the client
+    with contextlib.ExitStack() as running:
+        running.enter_context(upstream_process(up, args.events, args.interval, cpu=client))
+        running.enter_context(router_process(router, up, cpu=proxy))
+        running.enter_context(naive_proxy_process(naive, up, cpu=proxy))
+        running.enter_context(floor_process("bare_aiohttp", bare, up, cpu=proxy))
+        running.enter_context(floor_process("tcp_relay", relay, up, cpu=proxy))
         paths = {
             "direct": f"http://127.0.0.1:{up}",
             "ghost-router": f"http://127.0.0.1:{router}",
@@ -90,6 +102,9 @@ def run_once(args: argparse.Namespace) -> dict:
             "floor: bare aiohttp proxy": f"http://127.0.0.1:{bare}",
             "floor: tcp relay": f"http://127.0.0.1:{relay}",
         }
+        if args.baseline:
+            running.enter_context(router_process(baseline, up, cpu=proxy, checkout=Path(args.baseline).resolve()))
+            paths["ghost-router (baseline)"] = f"http://127.0.0.1:{baseline}"
         for stream in (True, False):
             kind = "streaming" if stream else "non-streaming"
             body = json.dumps(claude_code_body(args.body_bytes, stream)).encode()
@@ -124,6 +139,8 @@ def main() -> int:
         "--repeat", type=int, default=1, help="whole runs, each with fresh processes (medians move between runs)"
     )
     parser.add_argument("--name", default="overhead", help="results file: bench/results/NAME.json")
+    parser.add_argument("--pin", action="store_true", help="client and upstream on CPU 0, each proxy on CPU 1")
+    parser.add_argument("--baseline", help="another checkout whose router runs beside this one (A/B in one run)")
     args = parser.parse_args()
     runs = []
     for n in range(args.repeat):
@@ -136,18 +153,22 @@ def main() -> int:
         ("--body-bytes", args.body_bytes, 50_000),
         ("--repeat", args.repeat, 1),
         ("--name", args.name, "overhead"),
+        ("--pin", "" if args.pin else None, None),
+        ("--baseline", "DIR" if args.baseline else None, None),
     ):
-        command += f" {flag} {value}" if value != default else ""
+        command += f" {flag} {value}".rstrip() if value != default else ""
     if args.repeat > 1:
-        print("\nper run, ghost-router against direct (first byte added ms; whole-request ratio):")
+        print("\nper run, against direct (first byte added ms; whole-request ratio):")
+        routers = ["ghost-router", *(["ghost-router (baseline)"] if args.baseline else [])]
         for n, run in enumerate(runs, 1):
-            print(
-                f"  run {n}: "
-                + "; ".join(
-                    f"{kind} {run[kind]['ghost-router']['ttfb_added_ms']:+.2f} ms, {run[kind]['ghost-router']['total_ratio']:.3f}"
-                    for kind in ("streaming", "non-streaming")
+            for name in routers:
+                print(
+                    f"  run {n} {name}: "
+                    + "; ".join(
+                        f"{kind} {run[kind][name]['ttfb_added_ms']:+.2f} ms, {run[kind][name]['total_ratio']:.3f}"
+                        for kind in ("streaming", "non-streaming")
+                    )
                 )
-            )
     # the last run's table at the top level, every run under "runs"
     write_result(
         args.name, {**runs[-1], "events": args.events, "interval": args.interval, "command": command, "runs": runs}

@@ -16,6 +16,7 @@ ROOT = Path(__file__).parent.parent
     "script, args, result",
     [
         ("overhead.py", ["--rounds", "2"], "overhead"),
+        ("overhead.py", ["--rounds", "1", "--pin", "--baseline", ".", "--name", "overhead_pinned"], "overhead_pinned"),
         ("ghosts.py", ["--requests", "40", "--samples", "3", "--litellm", ""], "ghosts"),
         ("flood.py", ["--rounds", "1", "--prefill", "0.05"], "flood"),
         ("scale.py", ["--rounds", "1"], "scale"),
