@@ -115,6 +115,8 @@ class RouterState:
         self.live.pop(request.id, None)
         if outcome.status == CLIENT_CLOSED:
             kind = "client_closed"
+            if outcome.upstream and (upstream := self.pool.by_name.get(outcome.upstream)) is not None:
+                upstream.stats.cancelled += 1  # it left, queued or mid-stream (not after a stream's last event)
         elif outcome.status >= 400 or outcome.status == 0:
             kind = "errors"
         elif outcome.upstream:

@@ -15,7 +15,7 @@ import anthropic
 import openai
 import pytest
 
-from router.app import build_app
+from router.app import STATE, build_app
 from router.config import Overrides, embedded_rules_text, parse_config
 from router.errors import RulesError
 from router.offline import describe_table
@@ -509,6 +509,7 @@ async def test_codex_hanging_up_after_response_completed_is_a_finished_turn_not_
     assert b"response.output_text.delta" in received
     line = await _finished_line(caplog, upstream)
     assert "status=200" in line and "after the answer's last event" in line, line
+    assert router.app[STATE].pool["local"].stats.cancelled == 0  # a finished turn, not a cancelled one
 
 
 async def test_a_client_that_leaves_after_message_stop_got_the_whole_answer(make_router, upstream, caplog):
@@ -525,3 +526,4 @@ async def test_a_client_that_leaves_before_the_last_event_is_still_a_499(make_ro
     await _post_and_leave_after(router, "/v1/messages", body, b"event: message_start", hold="hold")
     line = await _finished_line(caplog, upstream)
     assert "status=499" in line, line
+    assert router.app[STATE].pool["local"].stats.cancelled == 1

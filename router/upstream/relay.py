@@ -106,9 +106,6 @@ async def relay(
                 if upstream.all_down() and not queued:
                     raise
                 ticket = doing.ticket = upstream.gate.requeue(ticket)
-    except (asyncio.CancelledError, GeneratorExit, ConnectionResetError):
-        upstream.stats.cancelled += 1  # the client left, queued or mid-stream
-        raise
     finally:
         if trace.queue_wait is None:
             trace.queue_wait = time.perf_counter() - waited
