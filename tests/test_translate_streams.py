@@ -176,6 +176,46 @@ def test_several_tool_calls_in_one_chunk_all_arrive():
     ]
 
 
+def interleaved_calls(order: list[int]) -> bytes:
+    """Two tool calls whose argument fragments come in ORDER (call positions), as a server that
+    writes several calls at once may send them."""
+    pieces = {0: ['{"comm', 'and": "ls', ' -la"}'], 1: ['{"pa', 'th": "a.txt"', "}"]}
+    names = {0: "Bash", 1: "Read"}
+    chunks, sent = [chunk({"role": "assistant", "content": None})], {0: 0, 1: 0}
+    for position in order:
+        head = {"id": f"call_{position}", "type": "function"} if sent[position] == 0 else {}
+        function = {"arguments": pieces[position][sent[position]]}
+        if sent[position] == 0:
+            function["name"] = names[position]
+        chunks.append(chunk({"tool_calls": [{"index": position, **head, "function": function}]}))
+        sent[position] += 1
+    return sse_bytes([*chunks, chunk({}, "tool_calls"), usage_chunk()])
+
+
+@pytest.mark.parametrize("order", [[0, 1, 0, 1, 0, 1], [0, 1, 1, 1, 0, 0], [0, 0, 1, 0, 1, 1], [0, 0, 0, 1, 1, 1]])
+@pytest.mark.parametrize("piece", [0, 7])
+def test_interleaved_fragments_of_two_tool_calls_both_arrive_whole(order, piece):
+    """A part cannot reopen, so a call begun while another's arguments are still incomplete JSON
+    waits until they are whole (or the answer ends), then comes with all its arguments so far."""
+    message = final_message(to_anthropic(interleaved_calls(order), piece=piece))
+    assert [(b["id"], b["name"], b["input"]) for b in message["content"]] == [
+        ("call_0", "Bash", {"command": "ls -la"}),
+        ("call_1", "Read", {"path": "a.txt"}),
+    ]
+    assert message["stop_reason"] == "tool_use"
+
+
+def test_interleaved_tool_calls_reach_a_responses_client_whole():
+    decoder, encoder = OS.StreamDecoder(), RS.StreamEncoder("qwen")
+    data = interleaved_calls([0, 1, 0, 1, 0, 1])
+    out = encoder.encode(decoder.feed(data)) + encoder.encode(decoder.close())
+    check_responses_stream(responses_events(out))
+    reader = RS.StreamDecoder()
+    answer = hub.assemble(reader.feed(out) + reader.close())
+    calls = [(p.id, p.name, json.loads(p.arguments)) for p in answer.parts if isinstance(p, hub.ToolCall)]
+    assert calls == [("call_0", "Bash", {"command": "ls -la"}), ("call_1", "Read", {"path": "a.txt"})]
+
+
 def test_cumulative_argument_snapshots_become_fragments():
     """Servers that resend the whole arguments so far: the client gets each new piece once, so the
     input_json_delta fragments join into valid JSON."""

@@ -153,7 +153,7 @@ class Answer:
 # -- the stream vocabulary ---------------------------------------------------------------------
 # A decoder turns one API's stream into these events, an encoder turns them into another API's.
 # Parts open one at a time: PartStart, its deltas, PartStop, then the next part; a decoder whose
-# API interleaves them (OpenAI's tool call fragments) closes one before it opens the next.
+# API interleaves them (OpenAI's tool call fragments) holds one back until the open one is whole.
 
 
 @dataclass(frozen=True)

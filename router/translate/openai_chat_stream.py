@@ -44,6 +44,7 @@ class StreamDecoder:
         self._open: tuple[int, str] | None = None  # hub index and kind ("text", "reasoning", "tool_call")
         self._calls: dict[int, _Call] = {}
         self._open_call: int | None = None
+        self._waiting: list[int] = []  # calls begun while another's arguments were still incomplete JSON
         self._think = ThinkSplitter()
         self._stop: hub.StopReason | None = None
         self._usage = hub.Usage()
@@ -63,7 +64,11 @@ class StreamDecoder:
         if self._done:
             return []
         self._done = True
-        events = self._text_pieces(self._think.close()) + self._close_open()
+        events = self._text_pieces(self._think.close())
+        for position in self._waiting:  # the calls that waited behind another, whole
+            events += self._begin_call(position)
+        self._waiting = []
+        events += self._close_open()
         if self._stop is None:
             return [*events, hub.Failure(502, "the upstream's stream ended before its finish_reason")]
         stop = "tool_use" if self._stop == "end" and self._saw_call else self._stop
@@ -163,22 +168,38 @@ class StreamDecoder:
         if isinstance(arguments, dict):
             arguments = dumps(arguments)
         piece = _increment(call, arguments) if isinstance(arguments, str) and arguments else ""
-        events: list[hub.Event] = []
-        if call.part is None:
-            if not call.name:
-                call.arguments += piece  # not started until its name is known
+        call.arguments += piece
+        if call.part is not None:  # begun: its part is open, unless another call began after it
+            if not piece:
                 return []
-            events += self._text_pieces(self._think.close()) + self._close_open()
-            start = self._open_part("tool_call", call.id, call.name)
-            events.append(start)
-            call.part, self._open_call = start.index, position
-            piece, call.arguments = call.arguments + piece, call.arguments + piece
-        else:
-            call.arguments += piece
             if self._open_call != position:
-                return [hub.Failure(502, "the upstream interleaved the arguments of two tool calls")]
-        if piece:
-            events.append(hub.ArgumentsDelta(call.part, piece))
+                return [hub.Failure(502, "the upstream sent more arguments for a tool call after the next one began")]
+            return [hub.ArgumentsDelta(call.part, piece), *self._after_open_call()]
+        if not call.name or position in self._waiting:
+            return []  # not begun until its name is known; or waiting behind another call
+        if self._open_call is not None and not _is_json(self._calls[self._open_call].arguments):
+            # another call's arguments are still coming: some servers interleave two calls' fragments,
+            # and a part cannot be reopened, so this one waits until the other's arguments are whole
+            self._waiting.append(position)
+            return []
+        return self._begin_call(position)
+
+    def _begin_call(self, position: int) -> list[hub.Event]:
+        """Open the part of the call at POSITION (closing the open one), with its arguments so far."""
+        call = self._calls[position]
+        events = self._text_pieces(self._think.close()) + self._close_open()
+        start = self._open_part("tool_call", call.id, call.name)
+        call.part, self._open_call = start.index, position
+        events.append(start)
+        if call.arguments:
+            events.append(hub.ArgumentsDelta(start.index, call.arguments))
+        return events
+
+    def _after_open_call(self) -> list[hub.Event]:
+        """The calls that waited, begun in order once the open call's arguments are whole JSON."""
+        events: list[hub.Event] = []
+        while self._waiting and self._open_call is not None and _is_json(self._calls[self._open_call].arguments):
+            events += self._begin_call(self._waiting.pop(0))
         return events
 
 
