@@ -24,6 +24,7 @@ from router.api import (
     Request,
     RequestView,
     RouterError,
+    ServerEvent,
     Test,
     client_from_user_agent,
     compile_glob,
@@ -136,11 +137,9 @@ class OpenAIResponses(Protocol):
         }
         return _sse("response.failed", failed).encode()
 
-    def stream_complete(self, last_event: bytes) -> bool:
+    def stream_complete(self, last_event: ServerEvent) -> bool:
         """`response.completed`, `response.incomplete` or `response.failed` ends a Responses stream."""
-        return last_event.startswith(
-            (b"event: response.completed", b"event: response.incomplete", b"event: response.failed")
-        )
+        return last_event.event in ("response.completed", "response.incomplete", "response.failed")
 
     def sse_keepalive_event(self) -> bytes:
         """An SSE comment line."""

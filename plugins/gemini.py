@@ -25,6 +25,7 @@ from router.api import (
     Request,
     RequestView,
     RouterError,
+    ServerEvent,
     client_from_user_agent,
     dumps,
     dumps_bytes,
@@ -135,9 +136,9 @@ class GeminiGenerate(Protocol):
             400, f"The input token count ({prompt_tokens}) exceeds the maximum number of tokens allowed ({context})."
         )
 
-    def stream_complete(self, last_event: bytes) -> bool:
+    def stream_complete(self, last_event: ServerEvent) -> bool:
         """A chunk whose candidate has its `finishReason` ends a Gemini stream (nothing follows it)."""
-        return last_event.startswith(b"data:") and b'"finishReason"' in last_event
+        return '"finishReason"' in last_event.data
 
     def sse_keepalive_event(self) -> bytes:
         """A blank line, a no-op to SSE parsers. Not a `: ping` comment: the reader in @google/genai

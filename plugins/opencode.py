@@ -23,6 +23,7 @@ from router.api import (
     Request,
     RequestView,
     RouterError,
+    ServerEvent,
     client_from_user_agent,
     dumps,
     dumps_bytes,
@@ -115,9 +116,9 @@ class OpenAIChat(Protocol):
         """An error chunk, as OpenAI-compatible servers send mid-stream."""
         return f"data: {dumps(self._error(error)[1])}\n\n".encode()
 
-    def stream_complete(self, last_event: bytes) -> bool:
+    def stream_complete(self, last_event: ServerEvent) -> bool:
         """`data: [DONE]` ends a chat completions stream."""
-        return last_event.strip() == b"data: [DONE]"
+        return last_event.data.strip() == "[DONE]"
 
     def sse_keepalive_event(self) -> bytes:
         """An SSE comment line: ignored by every SSE parser."""

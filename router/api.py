@@ -28,6 +28,7 @@ from router.rules.globs import compile_glob
 from router.schema_example import example_from_schema
 from router.specs import Action, ActionSpec, BuildContext, MatcherSpec, Services, Test
 from router.tokens import estimate_tokens, quick_estimate
+from router.translate.sse import ServerEvent
 
 Headers = CIMultiDictProxy[str]  # a request's headers, read-only and case-insensitive
 
@@ -50,6 +51,7 @@ __all__ = [
     "RequestView",
     "Result",
     "RouterError",
+    "ServerEvent",
     "Services",
     "Streamed",
     "Test",

@@ -20,7 +20,8 @@ from multidict import CIMultiDict
 
 from router.answers import Answer, Head, Result, Streamed, Trace
 from router.errors import RouterError
-from router.protocols.base import Protocol, last_sse_event
+from router.protocols.base import Protocol
+from router.translate.sse import EventReader
 
 
 class ClientStalled(ConnectionResetError):
@@ -109,10 +110,13 @@ async def _relay(
             return Sent(response, status, written, await _cut_short(http, response, protocol, error))
         except (asyncio.CancelledError, ConnectionResetError) as exc:
             # the client left: after the stream's last event it has the whole answer (the log says so)
-            if response is not None and not isinstance(exc, ClientStalled):
-                if response.content_type == "text/event-stream" and protocol.stream_complete(
-                    last_sse_event(before + last)
-                ):
+            if (
+                response is not None
+                and not isinstance(exc, ClientStalled)
+                and response.content_type == "text/event-stream"
+            ):
+                events = EventReader().feed(before + last)
+                if events and protocol.stream_complete(events[-1]):
                     result.trace.delivered = (status, written)
             raise
 

@@ -13,6 +13,7 @@ from router.jsonutil import dumps, dumps_bytes
 from router.protocols import prefix
 from router.protocols.base import Protocol, Reply, Request, RequestView, client_from_user_agent, expect, sse
 from router.tokens import estimate_tokens, quick_estimate
+from router.translate.sse import ServerEvent
 
 # https://docs.anthropic.com/en/api/errors
 ERROR_TYPES = {
@@ -138,9 +139,9 @@ class AnthropicMessages(Protocol):
         """An `error` event, as the API sends when a stream fails after it started."""
         return sse("error", self.error_body(error)).encode()
 
-    def stream_complete(self, last_event: bytes) -> bool:
+    def stream_complete(self, last_event: ServerEvent) -> bool:
         """`message_stop` ends a Messages stream."""
-        return last_event.startswith(b"event: message_stop")
+        return last_event.event == "message_stop"
 
     def sse_keepalive_event(self) -> bytes:
         """A `ping` event: legal anywhere in an Anthropic stream."""

@@ -15,6 +15,7 @@ from router.errors import BadRequest, RouterError
 from router.jsonutil import dumps, loads
 from router.protocols.overflow import detect as detect_overflow
 from router.schema_example import prompt_asks_for_json
+from router.translate.sse import ServerEvent
 
 CLIENTS_BY_USER_AGENT = (
     ("claude-cli/", "claude-code"),
@@ -138,12 +139,6 @@ def expect(value: Any, kind: type | tuple[type, ...], field: str, what: str) -> 
         raise BadRequest(f"{field}: expected {what}, got {json_type_name(value)}")
 
 
-def last_sse_event(tail: bytes) -> bytes:
-    """The last event in TAIL, the end of an event stream (events end with a blank line)."""
-    events = [event for event in tail.replace(b"\r\n", b"\n").split(b"\n\n") if event.strip()]
-    return events[-1] if events else b""
-
-
 def sse(event: str, data: Any) -> str:
     """One server-sent event."""
     return f"event: {event}\ndata: {dumps(data)}\n\n"
@@ -177,7 +172,7 @@ class Protocol:
         """A server-sent event that keeps a waiting stream alive without faking content (None: none)."""
         return None
 
-    def stream_complete(self, last_event: bytes) -> bool:
+    def stream_complete(self, last_event: ServerEvent) -> bool:
         """True when LAST_EVENT, the last server-sent event that went to the client, is the one that
         ends this protocol's streamed answers: a client that leaves after it has the whole answer
         (Codex hangs up on `response.completed` without reading the body's end)."""
