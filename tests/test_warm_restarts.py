@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ class FakeLlama:
     props: bool = True
     calls: list[str] = field(default_factory=list)
     turn_gate: asyncio.Event | None = None
+    end_gate: asyncio.Event | None = None  # a stream's last event sent, its body ends once this is set
 
     def restart(self) -> None:
         """What a restarted server has: an empty slot that has run nothing."""
@@ -110,6 +112,8 @@ class FakeLlama:
             shared += 1
         self.slot, self.prompt_size, self.id_task = prompt, len(prompt), self.id_task + 1
         self.processed += len(prompt) - shared
+        if body.get("stream"):
+            return await self.stream(request, body["model"])
         return web.json_response(
             {
                 "id": "msg_1",
@@ -122,6 +126,25 @@ class FakeLlama:
                 "usage": {"input_tokens": len(prompt) - shared, "output_tokens": 1, "cache_read_input_tokens": shared},
             }
         )
+
+    async def stream(self, request: web.Request, model: str) -> web.StreamResponse:
+        """The answer as Anthropic's events; the body's end waits for END_GATE when it is set."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        message = {"id": "msg_1", "type": "message", "role": "assistant", "model": model, "content": []}
+        for name, data in (
+            ("message_start", {"message": {**message, "usage": {"input_tokens": 1, "output_tokens": 0}}}),
+            ("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
+            ("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": "done"}}),
+            ("content_block_stop", {"index": 0}),
+            ("message_delta", {"delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 1}}),
+            ("message_stop", {}),
+        ):
+            await response.write(f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n".encode())
+        if self.end_gate is not None:
+            await self.end_gate.wait()
+        await response.write_eof()
+        return response
 
 
 def rules(url: str, folder: Path, extra: str = "") -> str:
@@ -225,6 +248,32 @@ async def test_no_save_runs_while_a_turn_waits_or_runs(llama, make_router, http)
     after_first = llama.calls[calls:]
     assert after_first[: after_first.index("turn") + 1] == ["turn"], f"the waiting turn goes first: {after_first}"
     await until(lambda: warm(router).ledger.saves == 2)
+
+
+async def test_a_client_that_hangs_up_after_the_last_event_still_has_its_slot_saved(llama, make_router, caplog):
+    """Codex hangs up once its stream's last event arrives, before the body's end: the turn was
+    answered whole, so its slot is saved as after any finished turn."""
+    router = await make_router(rules(llama.url, llama.folder))
+    llama.end_gate = asyncio.Event()
+    payload = json.dumps({**turn("one"), "stream": True}).encode()
+    reader, writer = await asyncio.open_connection(router.host, router.port)
+    writer.write(
+        b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(payload)}\r\n\r\n".encode()
+        + payload
+    )
+    received = b""
+    while not re.search(rb"event: message_stop\r?\ndata: [^\n]*\n\r?\n", received):
+        chunk = await reader.read(65536)
+        assert chunk, received
+        received += chunk
+    writer.close()  # without reading the body's end
+    await until(lambda: any(" status=" in r.getMessage() for r in caplog.records if r.name == "ghost_router"))
+    llama.end_gate.set()
+    finished = [r.getMessage() for r in caplog.records if r.name == "ghost_router" and " status=" in r.getMessage()]
+    assert "status=200" in finished[0] and "after the answer's last event" in finished[0], finished
+    await until(lambda: warm(router).ledger.saves == 1)
+    assert "save" in llama.calls
 
 
 async def test_the_budget_deletes_the_oldest_files(llama, make_router, http):

@@ -28,10 +28,11 @@ from router.upstream import admission
 from router.upstream.client import ConnectFailed, ResponseFailed, UpstreamClient, UpstreamResponse
 from router.upstream.headers import content_type, request_headers, response_headers
 from router.upstream.pool import Upstream
-from router.upstream.queue import Server
+from router.upstream.queue import PriorityGate, Server
 from router.upstream.slot_files import prompt_blocks
 from router.upstream.translation import Translation, plan
 from router.upstream.waiting import Announcement, Content, Doing, Heartbeat, kept_alive, until_content
+from router.upstream.warm import WarmStarts
 
 ERROR_BODY_LIMIT = 64 * 1024
 
@@ -88,17 +89,18 @@ async def relay(
                     raise admission.wait_expired(upstream)
             if trace.queue_wait is None:
                 trace.queue_wait = time.perf_counter() - waited
-            assert ticket.server is not None
-            upstream.served(prefix, ticket.server)
+            server = ticket.server
+            assert server is not None
+            upstream.served(prefix, server)
             try:
                 if warm:
-                    await warm.before_turn(ticket.server, blocks, client)
+                    await warm.before_turn(server, blocks, client)
                 async for part in _exchange(
-                    request, edits, body, upstream, ticket.server, client, heartbeat, trace, translation, doing
+                    request, edits, body, upstream, server, client, heartbeat, trace, translation, doing
                 ):
                     yield part
                 if warm and trace.upstream_status is not None and trace.upstream_status < 400:
-                    await warm.after_turn(ticket.server, blocks, upstream.gate)
+                    await warm.after_turn(server, blocks, upstream.gate)
                 return
             except UpstreamRefused:
                 # another server of the pool takes it; a request that had to queue also waits for a
@@ -106,6 +108,13 @@ async def relay(
                 if upstream.all_down() and not queued:
                     raise
                 ticket = doing.ticket = upstream.gate.requeue(ticket)
+            except BaseException:
+                if warm and trace.upstream_status is not None and trace.upstream_status < 400:
+                    # a client that hangs up right after the answer's last event is marked delivered by
+                    # router.respond as the cancellation passes it, once this frame is left: looked at then
+                    loop = asyncio.get_running_loop()
+                    loop.call_soon(_after_delivered, warm, server, blocks, upstream.gate, trace)
+                raise
     finally:
         if trace.queue_wait is None:
             trace.queue_wait = time.perf_counter() - waited
@@ -259,6 +268,17 @@ async def _exchange(
             up.release()
         else:
             up.close()  # the server sees the request cancelled
+
+
+_after_turns: set[asyncio.Task[None]] = set()  # held here: the loop keeps only weak references to tasks
+
+
+def _after_delivered(warm: WarmStarts, server: Server, blocks: list[str], gate: PriorityGate, trace: Trace) -> None:
+    """A turn whose client left after the answer's last event still counts and schedules its save."""
+    if trace.delivered:
+        task = asyncio.get_running_loop().create_task(warm.after_turn(server, blocks, gate))
+        _after_turns.add(task)
+        task.add_done_callback(_after_turns.discard)
 
 
 def _close_late_response(task: asyncio.Future[UpstreamResponse]) -> None:
