@@ -378,7 +378,7 @@ def first_byte_section(pinned: dict, tried: dict) -> list[str]:
             ("floor: bare aiohttp proxy", "floor: bare aiohttp proxy"),
         ):
             rows.append(
-                f"| {kind} | {path.replace('floor: ', 'floor: ')} | {_added(unpinned, kind, unpinned_path)} | "
+                f"| {kind} | {path} | {_added(unpinned, kind, unpinned_path)} | "
                 f"{_added(pinned, kind, path)} | {_ratio(unpinned, kind, unpinned_path)} | {_ratio(pinned, kind, path)} |"
             )
     runs = tried["runs"]

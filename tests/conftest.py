@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import re
 import textwrap
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -199,6 +202,43 @@ async def http(aiohttp_client: Any) -> Callable[[TestServer], Awaitable[Any]]:
         return await aiohttp_client(router)
 
     return make
+
+
+async def post_and_leave_after(
+    router: Any, path: str, body: dict[str, Any], last_event: bytes, headers: str = ""
+) -> bytes:
+    """POST BODY as a stream over a raw socket (with the header lines HEADERS, each ending in CRLF),
+    read until LAST_EVENT's blank line, then hang up without reading the body's end (as Codex does
+    after `response.completed`). The upstream should hold its body's end until the router has
+    logged the request (finished_line)."""
+    payload = json.dumps(body).encode()
+    reader, writer = await asyncio.open_connection(router.host, router.port)
+    writer.write(
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{headers}"
+        f"Content-Length: {len(payload)}\r\n\r\n".encode()
+        + payload
+    )
+    received = b""
+    while not re.search(re.escape(last_event) + rb".*?(\r?\n){2}", received, re.S):
+        chunk = await reader.read(65536)
+        assert chunk, received
+        received += chunk
+    writer.close()
+    await writer.wait_closed()
+    return received
+
+
+async def finished_line(caplog: Any, release: Callable[[], None]) -> str:
+    """The router's log line for the one request, once it is written; then RELEASE lets the
+    upstream end the body it held open until then."""
+    for _ in range(3000):  # up to a minute: the line comes when the router sees the client gone
+        lines = [r.getMessage() for r in caplog.records if r.name == "ghost_router" and " status=" in r.getMessage()]
+        if lines:
+            release()
+            return lines[0]
+        await asyncio.sleep(0.02)
+    release()
+    raise AssertionError("the router wrote no log line for the request")
 
 
 def user_message(text: str) -> list[dict[str, Any]]:

@@ -5,7 +5,6 @@ and the openai SDK -> the router -> the fake speaking Anthropic."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import textwrap
@@ -21,6 +20,7 @@ from router.errors import RulesError
 from router.offline import describe_table
 from router.plugins import builtin_registry, load_plugins
 from tests import claude_code_shapes as cc
+from tests.conftest import finished_line, post_and_leave_after
 from tests.translate_cases import check_anthropic_stream
 
 RULES = """
@@ -460,40 +460,7 @@ async def test_an_openai_client_gets_an_anthropic_upstreams_error_in_its_shape(o
     assert caught.value.body == {"message": "upstream error 500", "type": "server_error", "param": None, "code": None}
 
 
-async def _post_and_leave_after(
-    router: Any, path: str, body: dict[str, Any], last_event: bytes, hold: str = "hold_end"
-) -> bytes:
-    """POST BODY as a stream over a raw socket, read until LAST_EVENT's blank line, then hang up
-    without reading the body's end (as Codex does after `response.completed`). The upstream holds
-    its answer at HOLD (a fake_upstream directive) until the router has logged the request."""
-    payload = json.dumps(body).encode()
-    reader, writer = await asyncio.open_connection(router.host, router.port)
-    writer.write(
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        f"x-test-upstream: {hold}=end\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
-        + payload
-    )
-    received = b""
-    while not re.search(re.escape(last_event) + rb".*?(\r?\n){2}", received, re.S):
-        chunk = await reader.read(65536)
-        assert chunk, received
-        received += chunk
-    writer.close()
-    await writer.wait_closed()
-    return received
-
-
-async def _finished_line(caplog: Any, upstream: Any) -> str:
-    """The router's log line for the one request, once it is written (the upstream's stream held
-    open until then)."""
-    for _ in range(3000):  # up to a minute: the line comes when the router sees the client gone
-        lines = [r.getMessage() for r in caplog.records if r.name == "ghost_router" and " status=" in r.getMessage()]
-        if lines:
-            upstream.release("end")
-            return lines[0]
-        await asyncio.sleep(0.02)
-    upstream.release("end")
-    raise AssertionError("the router wrote no log line for the request")
+HOLD_END = "x-test-upstream: hold_end=end\r\n"  # the upstream holds its body's end until release("end")
 
 
 async def test_codex_hanging_up_after_response_completed_is_a_finished_turn_not_a_499(aiohttp_server, upstream, caplog):
@@ -505,9 +472,9 @@ async def test_codex_hanging_up_after_response_completed_is_a_finished_turn_not_
     config = parse_config(text, "test-rules.yaml", registry)
     router = await aiohttp_server(build_app(config, registry, plugins=plugins, plugin_rules=[]))
     body = {"model": "m", "stream": True, "input": "hi", "instructions": "Be brief."}
-    received = await _post_and_leave_after(router, "/v1/responses", body, b"event: response.completed")
+    received = await post_and_leave_after(router, "/v1/responses", body, b"event: response.completed", HOLD_END)
     assert b"response.output_text.delta" in received
-    line = await _finished_line(caplog, upstream)
+    line = await finished_line(caplog, lambda: upstream.release("end"))
     assert "status=200" in line and "after the answer's last event" in line, line
     assert router.app[STATE].pool["local"].stats.cancelled == 0  # a finished turn, not a cancelled one
 
@@ -515,15 +482,15 @@ async def test_codex_hanging_up_after_response_completed_is_a_finished_turn_not_
 async def test_a_client_that_leaves_after_message_stop_got_the_whole_answer(make_router, upstream, caplog):
     router = await make_router(RULES, api="anthropic")
     body = {"model": "m", "max_tokens": 5, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
-    await _post_and_leave_after(router, "/v1/messages", body, b"event: message_stop")
-    line = await _finished_line(caplog, upstream)
+    await post_and_leave_after(router, "/v1/messages", body, b"event: message_stop", HOLD_END)
+    line = await finished_line(caplog, lambda: upstream.release("end"))
     assert "status=200" in line and "after the answer's last event" in line, line
 
 
 async def test_a_client_that_leaves_before_the_last_event_is_still_a_499(make_router, upstream, caplog):
     router = await make_router(RULES, api="anthropic")
     body = {"model": "m", "max_tokens": 5, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
-    await _post_and_leave_after(router, "/v1/messages", body, b"event: message_start", hold="hold")
-    line = await _finished_line(caplog, upstream)
+    await post_and_leave_after(router, "/v1/messages", body, b"event: message_start", "x-test-upstream: hold=end\r\n")
+    line = await finished_line(caplog, lambda: upstream.release("end"))
     assert "status=499" in line, line
     assert router.app[STATE].pool["local"].stats.cancelled == 1

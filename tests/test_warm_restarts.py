@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from router.errors import RulesError
 from router.plugins import builtin_registry
 from router.servers.llama import LlamaServer
 from router.upstream.slot_files import INDEX_FILE
-from tests.conftest import user_message
+from tests.conftest import finished_line, post_and_leave_after, user_message
 from tests.servers import require_llama_server
 
 SYSTEM = "You are a careful coding agent. " * 40
@@ -255,23 +254,9 @@ async def test_a_client_that_hangs_up_after_the_last_event_still_has_its_slot_sa
     answered whole, so its slot is saved as after any finished turn."""
     router = await make_router(rules(llama.url, llama.folder))
     llama.end_gate = asyncio.Event()
-    payload = json.dumps({**turn("one"), "stream": True}).encode()
-    reader, writer = await asyncio.open_connection(router.host, router.port)
-    writer.write(
-        b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        + f"Content-Length: {len(payload)}\r\n\r\n".encode()
-        + payload
-    )
-    received = b""
-    while not re.search(rb"event: message_stop\r?\ndata: [^\n]*\n\r?\n", received):
-        chunk = await reader.read(65536)
-        assert chunk, received
-        received += chunk
-    writer.close()  # without reading the body's end
-    await until(lambda: any(" status=" in r.getMessage() for r in caplog.records if r.name == "ghost_router"))
-    llama.end_gate.set()
-    finished = [r.getMessage() for r in caplog.records if r.name == "ghost_router" and " status=" in r.getMessage()]
-    assert "status=200" in finished[0] and "after the answer's last event" in finished[0], finished
+    await post_and_leave_after(router, "/v1/messages", {**turn("one"), "stream": True}, b"event: message_stop")
+    line = await finished_line(caplog, llama.end_gate.set)
+    assert "status=200" in line and "after the answer's last event" in line, line
     await until(lambda: warm(router).ledger.saves == 1)
     assert "save" in llama.calls
 
