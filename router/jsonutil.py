@@ -13,7 +13,8 @@ is refused now:
 - invalid JSON: `json`'s error message, which names line and column.
 
 Whatever cannot be read (invalid JSON, nesting deeper than orjson's 1,024 levels, an integer of
-more than 4,300 digits) is a ValueError, never another exception.
+more than 4,300 digits) is a ValueError, never another exception. Whatever was read can be written
+back, however deep: past orjson's 254 levels the standard library writes it.
 
 One difference is kept: an integer literal beyond 64 bits becomes a float, the same IEEE double a
 JavaScript client (Claude Code, OpenCode, Gemini CLI) meant by it.
@@ -26,6 +27,8 @@ import sys
 from typing import Any
 
 import orjson
+
+READ_DEPTH = 1024  # orjson reads arrays and objects nested this deep at most (since 3.9.15)
 
 
 def loads(raw: bytes | str) -> Any:
@@ -47,15 +50,21 @@ def loads(raw: bytes | str) -> Any:
 
 
 def dumps_bytes(value: Any) -> bytes:
-    """Compact JSON as UTF-8 bytes, non-ASCII kept as is."""
+    """Compact JSON as UTF-8 bytes, non-ASCII kept as is. Whatever `loads` returned can be written."""
     try:
         return orjson.dumps(value)
-    except orjson.JSONEncodeError:  # a lone surrogate, or an integer beyond 64 bits parsed by json
+    except orjson.JSONEncodeError:  # a lone surrogate, an integer beyond 64 bits, nesting past orjson's 254 levels
         pass
+    limit = sys.getrecursionlimit()
+    # the standard library's writer counts each level against Python's recursion limit (1,000 by
+    # default, part of it used by the caller): raised for this call, it writes all that orjson reads
+    sys.setrecursionlimit(limit + READ_DEPTH + 100)
     try:
         return json.dumps(value, separators=(",", ":")).encode("ascii")
     except RecursionError:
         raise ValueError("nested too deeply") from None
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 def dumps(value: Any) -> str:

@@ -130,3 +130,23 @@ async def test_estimate_on_a_message_request_explains_the_rule_problem(make_rout
     await expect_error(
         await client.post("/v1/messages", json=GOOD), 400, "invalid_request_error", "only-messages", "estimate"
     )
+
+
+@pytest.mark.parametrize("depth", [300, 1000, 1020])
+async def test_a_body_as_deep_as_the_parser_reads_is_rewritten_and_forwarded(make_router, upstream, http, depth):
+    """JSON nested deeper than orjson writes (254 levels) and than Python's default recursion limit
+    lets the standard library write (about 990), but within what the parser reads (1,024 levels):
+    the rule's rewrite writes it back whole, as it does any body."""
+    client = await http(await make_router())
+    content = "[" * depth + "]" * depth
+    raw = f'{{"model":"m","max_tokens":5,"messages":[{{"role":"user","content":{content}}}]}}'.encode()
+    response = await client.post("/v1/messages", data=raw, headers={"Content-Type": "application/json"})
+    assert response.status == 200, await response.text()
+    forwarded = upstream.seen[-1].raw
+    assert b'"model":"local-model"' in forwarded and b'"content":' + content.encode() + b"}" in forwarded
+    count = await client.post(
+        "/v1/messages/count_tokens",
+        data=f'{{"model":"m","messages":[],"tools":[{{"name":"t","input_schema":{{"a":{content}}}}}]}}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert count.status == 200 and (await count.json())["input_tokens"] > 0

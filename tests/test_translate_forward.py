@@ -494,3 +494,18 @@ async def test_a_client_that_leaves_before_the_last_event_is_still_a_499(make_ro
     line = await finished_line(caplog, lambda: upstream.release("end"))
     assert "status=499" in line, line
     assert router.app[STATE].pool["local"].stats.cancelled == 1
+
+
+@pytest.mark.parametrize("api", ["openai-chat", "openai-responses", "gemini"])
+async def test_a_tool_schema_as_deep_as_the_parser_reads_crosses_to_each_api(make_router, upstream, http, api):
+    """1,010 levels: deeper than orjson writes and than Python's default recursion limit lets the
+    standard library write, within the 1,024 levels the router reads; the translation writes it whole."""
+    client = await http(await make_router(RULES, api=api))
+    schema = '{"a":' * 1010 + "1" + "}" * 1010
+    body = (
+        f'{{"model":"m","max_tokens":5,"tools":[{{"name":"t","input_schema":{schema}}}],'
+        '"messages":[{"role":"user","content":"x"}]}'
+    )
+    response = await client.post("/v1/messages", data=body, headers={"Content-Type": "application/json"})
+    assert response.status == 200, await response.text()
+    assert schema.encode() in upstream.seen[0].raw
