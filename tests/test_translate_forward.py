@@ -59,7 +59,7 @@ async def router(make_router):
 async def test_a_whole_answer_crosses_both_ways(router, upstream, sdk):
     client = sdk(router)
     message = await client.messages.create(
-        model="claude-sonnet-4-5",
+        model="local-model",
         max_tokens=300,
         system=[{"type": "text", "text": "You are terse."}],
         messages=[{"role": "user", "content": "hello"}],
@@ -71,7 +71,7 @@ async def test_a_whole_answer_crosses_both_ways(router, upstream, sdk):
     seen = upstream.seen[0]
     assert seen.path == "/v1/chat/completions"
     assert seen.body == {
-        "model": "claude-sonnet-4-5",
+        "model": "local-model",
         "messages": [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "hello"}],
         "max_tokens": 300,
         "temperature": 0.2,
