@@ -13,6 +13,7 @@ from typing import Any
 import anthropic
 import openai
 import pytest
+from aiohttp import web
 
 from router.app import STATE, build_app
 from router.config import Overrides, embedded_rules_text, parse_config
@@ -350,13 +351,21 @@ def test_api_takes_only_the_four_apis():
 # -- an OpenAI chat client (OpenCode) to an Anthropic upstream ---------------------------------
 
 
-@pytest.fixture
-async def openai_router(aiohttp_server, upstream):
+async def router_to_anthropic(aiohttp_server: Any, upstream_url: str) -> Any:
+    """A router with every installed plugin (OpenAI's protocol among them) before an Anthropic upstream."""
     plugins = load_plugins()
     registry, rules = plugins.registry()
-    text = textwrap.dedent(RULES).format(upstream=upstream.url, api="anthropic")
+    text = textwrap.dedent(RULES).format(upstream=upstream_url, api="anthropic")
     config = parse_config(text, "test-rules.yaml", registry)
     return await aiohttp_server(build_app(config, registry, plugins=plugins, plugin_rules=[]))
+
+
+@pytest.fixture
+async def openai_router(aiohttp_server, upstream):
+    return await router_to_anthropic(aiohttp_server, upstream.url)
+
+
+USER_HI = [{"role": "user", "content": "hi"}]
 
 
 def openai_client(router: Any) -> openai.AsyncOpenAI:
@@ -458,6 +467,57 @@ async def test_an_openai_client_gets_an_anthropic_upstreams_error_in_its_shape(o
                 model="m", messages=[{"role": "user", "content": "hi"}], extra_headers={"x-test-upstream": "status=500"}
             )
     assert caught.value.body == {"message": "upstream error 500", "type": "server_error", "param": None, "code": None}
+
+
+MISSHAPEN_MESSAGE = {
+    "id": "msg_1",
+    "type": "message",
+    "role": "assistant",
+    "model": "m",
+    "content": [{"type": "thinking", "thinking": "hm", "signature": True}, {"type": "text", "text": "hi"}],
+    "stop_reason": "end_turn",
+    "usage": {"input_tokens": 1, "output_tokens": 1},
+}
+MISSHAPEN_STREAM = b"".join(
+    f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+    for event in [
+        {"type": "message_start", "message": {**MISSHAPEN_MESSAGE, "content": []}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": 1}},
+    ]
+)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_upstream_answer_with_a_field_of_the_wrong_type_is_the_upstreams_502(aiohttp_server, stream):
+    """A misshapen answer from an Anthropic upstream (a signature that is no string, a text that is
+    a number) reaches the OpenAI client as the upstream's 502 naming the field: not a 400 blaming the
+    client's request and not a router exception."""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        if not (await request.json()).get("stream"):
+            return web.json_response(MISSHAPEN_MESSAGE)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(MISSHAPEN_STREAM)
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/messages", answer)
+    upstream = await aiohttp_server(app)
+    router = await router_to_anthropic(aiohttp_server, str(upstream.make_url("")).rstrip("/"))
+    async with openai_client(router) as client:
+        with pytest.raises(openai.APIError) as caught:
+            if stream:
+                async for _ in await client.chat.completions.create(model="m", messages=USER_HI, stream=True):
+                    pass
+            else:
+                await client.chat.completions.create(model="m", messages=USER_HI)
+    if stream:
+        assert "cannot be read (text is int, not a string)" in caught.value.message
+    else:
+        assert isinstance(caught.value, openai.APIStatusError) and caught.value.status_code == 502
+        assert "content.0.signature: expected a string" in caught.value.message
+        assert "not an answer in the anthropic API" in caught.value.message
 
 
 HOLD_END = "x-test-upstream: hold_end=end\r\n"  # the upstream holds its body's end until release("end")

@@ -670,3 +670,46 @@ def test_any_upstream_stream_is_translated_or_ends_in_an_error_event(chunks):
         OS.StreamEncoder().encode(events)
         GS.StreamEncoder().encode(events)
         RS.StreamEncoder().encode(events)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": 1}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ["a"]}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": {"a": 1}}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": 2.5}},
+    ],
+)
+def test_an_anthropic_upstream_text_that_is_not_a_string_is_an_error_event(event):
+    """A text that is not a string is an unreadable event: each client gets an error event naming
+    it, not a number glued into its answer (and not a router exception, as a non-string first text
+    once was in the Responses encoder)."""
+    opening = {"type": "message_start", "message": {"id": "msg_1", "model": "m", "usage": {"input_tokens": 1}}}
+    start = {"type": "content_block_start", "index": 0, "content_block": {"type": "text"}}
+    data = sse_bytes([opening, start, event], done=False)
+    events = AS.StreamDecoder().feed(data)
+    assert isinstance(events[-1], hub.Failure) and "not a string" in events[-1].message
+    assert not any(isinstance(e, hub.TextDelta) for e in events)
+    assert b"event: error" in AS.StreamEncoder().encode(events)
+    assert b'"error"' in OS.StreamEncoder().encode(events)
+    assert b"response.failed" in RS.StreamEncoder().encode(events)
+    assert b'"error"' in GS.StreamEncoder().encode(events)
+
+
+def test_a_responses_upstream_item_a_shared_reader_refuses_is_an_error_event():
+    """The Responses decoder reads a finished item with the request readers, which refuse a field
+    of the wrong type with a BadRequest: mid-stream that is the upstream's unreadable event, an
+    error event for the client, not an exception out of the stream."""
+    item = {"id": "rs_1", "type": "reasoning", "summary": "not an array", "content": []}
+    data = sse_bytes(
+        [
+            {"type": "response.created", "response": {"id": "resp_1", "model": "m"}},
+            {"type": "response.output_item.added", "output_index": 0, "item": {**item, "summary": []}},
+            {"type": "response.output_item.done", "output_index": 0, "item": item},
+        ],
+        done=False,
+    )
+    events = RS.StreamDecoder().feed(data)
+    assert isinstance(events[-1], hub.Failure) and "item.summary: expected an array" in events[-1].message
+    assert b"event: error" in AS.StreamEncoder().encode(events)

@@ -14,7 +14,7 @@ from router.errors import BadRequest
 from router.jsonutil import dumps, loads
 from router.protocols.anthropic import error_type_for
 from router.translate import hub
-from router.translate.fields import array, strings
+from router.translate.fields import array, strings, text
 
 STOP_TO_HUB: dict[str, hub.StopReason] = {
     "end_turn": "end",
@@ -230,7 +230,7 @@ def _block_to_hub(block: Any, where: str) -> hub.Part | None:
             block.get("is_error") is True,
         )
     if kind == "thinking":
-        return hub.Reasoning(str(block.get("thinking", "")), block.get("signature") or None)
+        return hub.Reasoning(str(block.get("thinking", "")), text(block.get("signature"), f"{where}.signature") or None)
     if kind == "redacted_thinking":
         return hub.Reasoning("", redacted=str(block.get("data", "")))
     return None  # documents, server tool blocks: nothing another API could take

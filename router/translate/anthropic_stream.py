@@ -17,6 +17,7 @@ from router.translate.anthropic import (
     usage_from_hub,
     usage_to_hub,
 )
+from router.translate.fields import UNREADABLE
 from router.translate.sse import EventReader, encode
 
 
@@ -40,7 +41,7 @@ class StreamDecoder:
         """The events of one upstream event; a Failure for one whose fields have the wrong types."""
         try:
             return self._decode(data)
-        except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        except UNREADABLE as exc:
             return [hub.Failure(502, f"the upstream sent an event that cannot be read ({exc}): {data[:200]}")]
 
     def _decode(self, data: str) -> list[hub.Event]:
@@ -86,21 +87,33 @@ class StreamDecoder:
             return events
         if kind in ("thinking", "redacted_thinking"):
             reasoning: list[hub.Event] = [hub.PartStart(index, "reasoning")]
-            return reasoning + ([hub.TextDelta(index, block["thinking"])] if block.get("thinking") else [])
+            said = _text(block, "thinking")
+            return reasoning + ([hub.TextDelta(index, said)] if said else [])
         start: list[hub.Event] = [hub.PartStart(index, "text")]
-        return start + ([hub.TextDelta(index, block["text"])] if block.get("text") else [])
+        said = _text(block, "text")
+        return start + ([hub.TextDelta(index, said)] if said else [])
 
     def _delta(self, index: int, delta: dict[str, Any]) -> list[hub.Event]:
         kind = delta.get("type")
         if kind == "text_delta":
-            return [hub.TextDelta(index, str(delta.get("text", "")))]
+            return [hub.TextDelta(index, _text(delta, "text"))]
         if kind == "thinking_delta":
-            return [hub.TextDelta(index, str(delta.get("thinking", "")))]
+            return [hub.TextDelta(index, _text(delta, "thinking"))]
         if kind == "input_json_delta":
             return [hub.ArgumentsDelta(index, str(delta.get("partial_json", "")))]
         if kind == "signature_delta":
             return [hub.SignatureDelta(index, str(delta.get("signature", "")))]
         return []
+
+
+def _text(fields: dict[str, Any], name: str) -> str:
+    """The string in FIELDS[NAME] ("" when absent); any other value makes the event unreadable."""
+    value = fields.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} is {type(value).__name__}, not a string")
+    return value
 
 
 def _status_of(error_type: Any) -> int:

@@ -127,7 +127,7 @@ def translate_request(
 
 def answer_of(api: str, raw: bytes, streamed: bool) -> hub.Answer:
     """The answer RAW holds: a whole answer of API, or (STREAMED) its complete stream; raises
-    ValueError or StreamError when RAW is neither."""
+    one of fields.UNREADABLE or StreamError when RAW is neither."""
     if streamed:
         decoder = APIS[api].decoder()
         return hub.assemble(decoder.feed(raw) + decoder.close())

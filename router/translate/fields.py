@@ -7,6 +7,11 @@ from typing import Any
 
 from router.errors import BadRequest
 
+UNREADABLE = (BadRequest, TypeError, ValueError, AttributeError, KeyError)
+"""What reading a value of the wrong shape raises: these readers' BadRequest naming the field, or
+Python's own error where a reader takes a field as it comes. An upstream's answer or stream that
+raises one of them is unreadable (502), not the client's fault."""
+
 
 def array(value: Any, where: str) -> list[Any]:
     """VALUE when it is a JSON array."""

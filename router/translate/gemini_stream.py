@@ -13,6 +13,7 @@ from typing import Any
 
 from router.jsonutil import dumps, loads
 from router.translate import hub
+from router.translate.fields import UNREADABLE
 from router.translate.gemini import (
     MADE_UP_ID,
     STOP_FROM_HUB,
@@ -70,7 +71,7 @@ class StreamDecoder:
             return []
         try:
             return self._decode(data)
-        except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        except UNREADABLE as exc:
             return [hub.Failure(502, f"the upstream sent a chunk that cannot be read ({exc}): {data[:200]}")]
 
     def _decode(self, data: str) -> list[hub.Event]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from router.jsonutil import dumps, loads
 from router.translate import hub
+from router.translate.fields import UNREADABLE
 from router.translate.openai_chat import (
     STOP_FROM_HUB,
     STOP_TO_HUB,
@@ -78,7 +79,7 @@ class StreamDecoder:
         """The events of one upstream event; a Failure for one whose fields have the wrong types."""
         try:
             return self._decode(data)
-        except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        except UNREADABLE as exc:
             return [hub.Failure(502, f"the upstream sent an event that cannot be read ({exc}): {data[:200]}")]
 
     def _decode(self, data: str) -> list[hub.Event]:

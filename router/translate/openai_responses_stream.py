@@ -15,6 +15,7 @@ from typing import Any
 
 from router.jsonutil import loads
 from router.translate import hub
+from router.translate.fields import UNREADABLE
 from router.translate.openai_responses import (
     error_code,
     item_id,
@@ -72,7 +73,7 @@ class StreamDecoder:
             return []
         try:
             return self._decode(data)
-        except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        except UNREADABLE as exc:
             self._done = True
             return [hub.Failure(502, f"the upstream sent an event that cannot be read ({exc}): {data[:200]}")]
 

@@ -14,6 +14,7 @@ from router.errors import RouterError
 from router.jsonutil import dumps_bytes
 from router.protocols.base import Request
 from router.translate.apis import APIS, StreamTranslator, answer_of, render_answer, translatable, translate_request
+from router.translate.fields import UNREADABLE
 from router.translate.hub import StreamError
 from router.upstream.pool import Upstream
 
@@ -87,7 +88,7 @@ class Translation:
         raw = first + b"".join([chunk async for chunk in _rest(next_chunk)])
         try:  # a whole answer, or a stream where one was asked for (or the other way round)
             answer = answer_of(self.upstream, raw, streamed)
-        except (ValueError, TypeError, KeyError, AttributeError, StreamError) as exc:
+        except (*UNREADABLE, StreamError) as exc:
             raise UntranslatableAnswer(
                 f"ghost-router: upstream '{self.upstream_name}' answered something that is not an answer in "
                 f"the {self.upstream} API ({exc}); check the upstream's `api:` setting."
