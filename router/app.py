@@ -149,8 +149,13 @@ async def handle(http: web.Request) -> web.StreamResponse:
             if isinstance(result, Streamed):
                 state.forwarding(request, decided.rule, result.trace)
             sent = await respond.send(http, result, protocol, config.limits.send_timeout, since)
-        except RouterError as error:
-            note = error.message if len(error.message) <= 300 else error.message[:297] + "..."
+        except Exception as fault:
+            if isinstance(fault, ConnectionResetError | web.HTTPException):
+                raise
+            error = (
+                fault if isinstance(fault, RouterError) else respond.internal_error(fault, f"in request #{request.id}")
+            )
+            note = respond.short(error.message)
             sent = await respond.send(
                 http, await _error_answer(request, error, plugins), protocol, config.limits.send_timeout, since
             )

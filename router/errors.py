@@ -15,6 +15,19 @@ class RouterError(Exception):
         self.error_type = error_type
 
 
+class InternalError(RouterError):
+    """A fault nobody raised on purpose (a bug in the router), answered as a 500 in the client's
+    protocol instead of aiohttp's plain-text page or a stream cut without a word."""
+
+    def __init__(self, fault: Exception) -> None:
+        super().__init__(
+            500,
+            f"ghost-router: an internal error ended this request ({type(fault).__name__}: {fault}). "
+            "The router's log has its traceback: please report it with that traceback.",
+            "api_error",
+        )
+
+
 class BadRequest(RouterError):
     """The request is not something the protocol accepts (400)."""
 

@@ -19,7 +19,8 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from router.answers import Answer, Head, Result, Streamed, Trace
-from router.errors import RouterError
+from router.errors import InternalError, RouterError
+from router.log import logger
 from router.protocols.base import Protocol
 from router.translate.sse import EventReader
 
@@ -45,8 +46,9 @@ OVERHEAD_HEADER = "x-ghost-router-overhead-ms"
 async def send(
     http: web.BaseRequest, result: Result, protocol: Protocol, send_timeout: float, since: float | None = None
 ) -> Sent:
-    """Write RESULT. A RouterError raised before any header went out is the caller's to answer;
-    after that, an event stream gets the protocol's error event and anything else is cut short.
+    """Write RESULT. An error raised before any header went out is the caller's to answer; after
+    that, an event stream gets the protocol's error event and anything else is cut short (a bug
+    too: an InternalError, its traceback in the log).
     SINCE (perf_counter: when the request was read) starts the clock of the timing headers."""
     if isinstance(result, Answer):
         response = web.Response(status=result.status, body=result.body, headers=_timed(result.headers, since, None))
@@ -104,10 +106,6 @@ async def _relay(
                 raise RouterError(502, "ghost-router: the upstream ended the exchange without an answer.", "api_error")
             await _bounded(response.write_eof(), http, send_timeout)
             return Sent(response, status, written)
-        except RouterError as error:
-            if response is None:
-                raise
-            return Sent(response, status, written, await _cut_short(http, response, protocol, error))
         except (asyncio.CancelledError, ConnectionResetError) as exc:
             # the client left: after the stream's last event it has the whole answer (the log says so)
             if (
@@ -119,6 +117,23 @@ async def _relay(
                 if events and protocol.stream_complete(events[-1]):
                     result.trace.delivered = (status, written)
             raise
+        except Exception as fault:  # before the head: the caller answers it; after: ended in words, even a bug
+            if response is None:
+                raise
+            error = fault if isinstance(fault, RouterError) else internal_error(fault, "after the answer's head")
+            return Sent(response, status, written, await _cut_short(http, response, protocol, error))
+
+
+def internal_error(fault: Exception, where: str) -> InternalError:
+    """FAULT, which nothing raised on purpose, logged with its traceback (WHERE it happened), and
+    the 500 that tells the client so. The request's own line follows with the same words."""
+    logger.error("internal error %s", where, exc_info=fault)
+    return InternalError(fault)
+
+
+def short(message: str) -> str:
+    """MESSAGE cut to fit a log line's note."""
+    return message if len(message) <= 300 else message[:297] + "..."
 
 
 async def _cut_short(
@@ -126,7 +141,7 @@ async def _cut_short(
 ) -> str:
     """End an answer whose headers went out: an SSE error event, or a closed connection (a truncated
     body must not look complete). Returns the note for the log."""
-    note = error.message if len(error.message) <= 300 else error.message[:297] + "..."
+    note = short(error.message)
     try:
         if response.content_type == "text/event-stream":
             await response.write(protocol.sse_error_event(error))
