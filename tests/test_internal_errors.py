@@ -5,7 +5,6 @@ router keeps serving. The faults are injected; everything else is real sockets a
 from __future__ import annotations
 
 import logging
-import textwrap
 from typing import Any
 
 import anthropic
@@ -14,30 +13,8 @@ import pytest
 
 import router.app
 import router.upstream.translation
-from router.app import build_app
-from router.config import parse_config
-from router.plugins import load_plugins
 from tests.conftest import user_message
-
-RULES = """
-version: 1
-upstreams:
-  local:
-    url: {upstream}
-    api: {api}
-rules:
-  - name: main
-    match: {{}}
-    action: {{forward: {{upstream: local}}}}
-"""
-
-
-async def router_for(aiohttp_server: Any, upstream_url: str, api: str) -> Any:
-    """A router with every installed plugin (OpenAI's protocol among them) before UPSTREAM_URL."""
-    plugins = load_plugins()
-    registry, _ = plugins.registry()
-    config = parse_config(textwrap.dedent(RULES).format(upstream=upstream_url, api=api), "test-rules.yaml", registry)
-    return await aiohttp_server(build_app(config, registry, plugins=plugins, plugin_rules=[]))
+from tests.test_translate_forward import router_with_plugins
 
 
 def injected_fault(*args: Any, **kwargs: Any) -> Any:
@@ -55,7 +32,7 @@ def traceback_logged(caplog: pytest.LogCaptureFixture) -> bool:
 
 
 async def test_a_bug_before_the_head_is_a_500_in_anthropics_shape(aiohttp_server, upstream, sdk, monkeypatch, caplog):
-    routed = await router_for(aiohttp_server, upstream.url, "anthropic")
+    routed = await router_with_plugins(aiohttp_server, upstream.url, "anthropic")
     client = sdk(routed)
     monkeypatch.setattr(router.app, "parse_request", injected_fault)
     with pytest.raises(anthropic.InternalServerError) as caught:
@@ -72,7 +49,7 @@ async def test_a_bug_before_the_head_is_a_500_in_anthropics_shape(aiohttp_server
 
 
 async def test_a_bug_before_the_head_is_a_500_in_openais_shape(aiohttp_server, upstream, monkeypatch, caplog):
-    routed = await router_for(aiohttp_server, upstream.url, "anthropic")
+    routed = await router_with_plugins(aiohttp_server, upstream.url, "anthropic")
     monkeypatch.setattr(router.upstream.translation, "answer_of", injected_fault)
     async with openai.AsyncOpenAI(base_url=str(routed.make_url("/v1")), api_key="none", max_retries=0) as client:
         with pytest.raises(openai.InternalServerError) as caught:
@@ -84,7 +61,7 @@ async def test_a_bug_before_the_head_is_a_500_in_openais_shape(aiohttp_server, u
 
 
 async def test_a_bug_mid_stream_ends_the_stream_with_an_error_event(aiohttp_server, upstream, sdk, monkeypatch, caplog):
-    routed = await router_for(aiohttp_server, upstream.url, "openai-chat")
+    routed = await router_with_plugins(aiohttp_server, upstream.url, "openai-chat")
     feed = router.upstream.translation.StreamTranslator.feed
     calls = 0
 

@@ -351,18 +351,18 @@ def test_api_takes_only_the_four_apis():
 # -- an OpenAI chat client (OpenCode) to an Anthropic upstream ---------------------------------
 
 
-async def router_to_anthropic(aiohttp_server: Any, upstream_url: str) -> Any:
-    """A router with every installed plugin (OpenAI's protocol among them) before an Anthropic upstream."""
+async def router_with_plugins(aiohttp_server: Any, upstream_url: str, api: str = "anthropic") -> Any:
+    """A router with every installed plugin (OpenAI's protocol among them) before an upstream of API."""
     plugins = load_plugins()
     registry, rules = plugins.registry()
-    text = textwrap.dedent(RULES).format(upstream=upstream_url, api="anthropic")
+    text = textwrap.dedent(RULES).format(upstream=upstream_url, api=api)
     config = parse_config(text, "test-rules.yaml", registry)
     return await aiohttp_server(build_app(config, registry, plugins=plugins, plugin_rules=[]))
 
 
 @pytest.fixture
 async def openai_router(aiohttp_server, upstream):
-    return await router_to_anthropic(aiohttp_server, upstream.url)
+    return await router_with_plugins(aiohttp_server, upstream.url)
 
 
 USER_HI = [{"role": "user", "content": "hi"}]
@@ -504,7 +504,7 @@ async def test_an_upstream_answer_with_a_field_of_the_wrong_type_is_the_upstream
     app = web.Application()
     app.router.add_post("/v1/messages", answer)
     upstream = await aiohttp_server(app)
-    router = await router_to_anthropic(aiohttp_server, str(upstream.make_url("")).rstrip("/"))
+    router = await router_with_plugins(aiohttp_server, str(upstream.make_url("")).rstrip("/"))
     async with openai_client(router) as client:
         with pytest.raises(openai.APIError) as caught:
             if stream:
@@ -526,11 +526,7 @@ HOLD_END = "x-test-upstream: hold_end=end\r\n"  # the upstream holds its body's 
 async def test_codex_hanging_up_after_response_completed_is_a_finished_turn_not_a_499(aiohttp_server, upstream, caplog):
     """Codex closes the connection once `response.completed` arrives, before the body's end; the
     turn was answered whole, so the log says 200, not 499."""
-    plugins = load_plugins()
-    registry, _ = plugins.registry()
-    text = textwrap.dedent(RULES).format(upstream=upstream.url, api="openai-chat")
-    config = parse_config(text, "test-rules.yaml", registry)
-    router = await aiohttp_server(build_app(config, registry, plugins=plugins, plugin_rules=[]))
+    router = await router_with_plugins(aiohttp_server, upstream.url, "openai-chat")
     body = {"model": "m", "stream": True, "input": "hi", "instructions": "Be brief."}
     received = await post_and_leave_after(router, "/v1/responses", body, b"event: response.completed", HOLD_END)
     assert b"response.output_text.delta" in received
