@@ -513,7 +513,7 @@ async def test_an_upstream_answer_with_a_field_of_the_wrong_type_is_the_upstream
             else:
                 await client.chat.completions.create(model="m", messages=USER_HI)
     if stream:
-        assert "cannot be read (text is int, not a string)" in caught.value.message
+        assert "cannot be read (content_block.text: expected a string)" in caught.value.message
     else:
         assert isinstance(caught.value, openai.APIStatusError) and caught.value.status_code == 502
         assert "content.0.signature: expected a string" in caught.value.message

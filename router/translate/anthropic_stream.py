@@ -17,7 +17,7 @@ from router.translate.anthropic import (
     usage_from_hub,
     usage_to_hub,
 )
-from router.translate.fields import UNREADABLE
+from router.translate.fields import UNREADABLE, text
 from router.translate.sse import EventReader, encode
 
 
@@ -87,33 +87,23 @@ class StreamDecoder:
             return events
         if kind in ("thinking", "redacted_thinking"):
             reasoning: list[hub.Event] = [hub.PartStart(index, "reasoning")]
-            said = _text(block, "thinking")
+            said = text(block.get("thinking"), "content_block.thinking")
             return reasoning + ([hub.TextDelta(index, said)] if said else [])
         start: list[hub.Event] = [hub.PartStart(index, "text")]
-        said = _text(block, "text")
+        said = text(block.get("text"), "content_block.text")
         return start + ([hub.TextDelta(index, said)] if said else [])
 
     def _delta(self, index: int, delta: dict[str, Any]) -> list[hub.Event]:
         kind = delta.get("type")
         if kind == "text_delta":
-            return [hub.TextDelta(index, _text(delta, "text"))]
+            return [hub.TextDelta(index, text(delta.get("text"), "delta.text"))]
         if kind == "thinking_delta":
-            return [hub.TextDelta(index, _text(delta, "thinking"))]
+            return [hub.TextDelta(index, text(delta.get("thinking"), "delta.thinking"))]
         if kind == "input_json_delta":
-            return [hub.ArgumentsDelta(index, str(delta.get("partial_json", "")))]
+            return [hub.ArgumentsDelta(index, text(delta.get("partial_json"), "delta.partial_json"))]
         if kind == "signature_delta":
-            return [hub.SignatureDelta(index, str(delta.get("signature", "")))]
+            return [hub.SignatureDelta(index, text(delta.get("signature"), "delta.signature"))]
         return []
-
-
-def _text(fields: dict[str, Any], name: str) -> str:
-    """The string in FIELDS[NAME] ("" when absent); any other value makes the event unreadable."""
-    value = fields.get(name)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise TypeError(f"{name} is {type(value).__name__}, not a string")
-    return value
 
 
 def _status_of(error_type: Any) -> int:

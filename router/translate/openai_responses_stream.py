@@ -15,7 +15,7 @@ from typing import Any
 
 from router.jsonutil import loads
 from router.translate import hub
-from router.translate.fields import UNREADABLE
+from router.translate.fields import UNREADABLE, text
 from router.translate.openai_responses import (
     error_code,
     item_id,
@@ -96,9 +96,11 @@ class StreamDecoder:
             gap = "\n\n" if kind.startswith("response.reasoning_summary") and summary != self._summary else ""
             self._summary = summary if isinstance(summary, int) else 0
             reasoning = kind in REASONING_DELTAS
-            return self._content(position, "reasoning" if reasoning else "text", gap + str(event.get("delta", "")))
+            return self._content(
+                position, "reasoning" if reasoning else "text", gap + text(event.get("delta"), "delta")
+            )
         if kind == "response.function_call_arguments.delta":
-            return self._arguments(int(event["output_index"]), str(event.get("delta", "")))
+            return self._arguments(int(event["output_index"]), text(event.get("delta"), "delta"))
         if kind == "response.output_item.done":
             return self._item_done(int(event["output_index"]), event.get("item") or {})
         if kind in ENDINGS:
@@ -132,7 +134,7 @@ class StreamDecoder:
         events = self._open_part(position, "tool_call", call_id, name)
         if arguments := item.get("arguments"):
             self._sent[position] = True
-            events.append(hub.ArgumentsDelta(self._parts - 1, str(arguments)))
+            events.append(hub.ArgumentsDelta(self._parts - 1, text(arguments, "item.arguments")))
         return events
 
     def _open_part(self, position: int, kind: Any, call_id: str = "", name: str = "") -> list[hub.Event]:
