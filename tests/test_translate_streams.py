@@ -713,3 +713,12 @@ def test_a_responses_upstream_item_a_shared_reader_refuses_is_an_error_event():
     events = RS.StreamDecoder().feed(data)
     assert isinstance(events[-1], hub.Failure) and "item.summary: expected an array" in events[-1].message
     assert b"event: error" in AS.StreamEncoder().encode(events)
+
+
+def test_an_answer_of_blanks_alone_is_kept_and_the_gap_after_reasoning_is_not():
+    """Blanks held back while a `<think>` tag might still come are the answer when none comes
+    (they were once dropped, so a whole answer of " " lost its only part); after `</think>` they
+    are only the gap before an answer."""
+    assert O.answer_to_hub({"choices": [{"message": {"content": " \n"}}]}).parts == (hub.Text(" \n"),)
+    reasoned = O.answer_to_hub({"choices": [{"message": {"content": "<think>hm</think>\n\n"}}]})
+    assert reasoned.parts == (hub.Reasoning("hm"),)

@@ -48,9 +48,10 @@ class ThinkSplitter:
         return pieces
 
     def close(self) -> list[tuple[str, str]]:
-        """What is still held when the text ends."""
+        """What is still held when the text ends (blanks that only ever came first are the answer;
+        blanks after `</think>` are the gap before one that never came)."""
         held, self._held = self._held, ""
-        if not held or (not held.strip() and self._state in ("start", "after")):
+        if not held or (not held.strip() and self._state == "after"):
             return []
         return [("reasoning" if self._state == "thinking" else "text", held)]
 
