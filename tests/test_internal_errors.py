@@ -14,7 +14,7 @@ import pytest
 import router.app
 import router.upstream.translation
 from tests.conftest import user_message
-from tests.test_translate_forward import router_with_plugins
+from tests.test_translate_forward import openai_client, router_with_plugins
 
 
 def injected_fault(*args: Any, **kwargs: Any) -> Any:
@@ -51,7 +51,7 @@ async def test_a_bug_before_the_head_is_a_500_in_anthropics_shape(aiohttp_server
 async def test_a_bug_before_the_head_is_a_500_in_openais_shape(aiohttp_server, upstream, monkeypatch, caplog):
     routed = await router_with_plugins(aiohttp_server, upstream.url, "anthropic")
     monkeypatch.setattr(router.upstream.translation, "answer_of", injected_fault)
-    async with openai.AsyncOpenAI(base_url=str(routed.make_url("/v1")), api_key="none", max_retries=0) as client:
+    async with openai_client(routed) as client:
         with pytest.raises(openai.InternalServerError) as caught:
             await client.chat.completions.create(model="m", messages=user_message("hi"))
     assert caught.value.body["type"] == "server_error"

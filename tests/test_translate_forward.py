@@ -21,8 +21,8 @@ from router.errors import RulesError
 from router.offline import describe_table
 from router.plugins import builtin_registry, load_plugins
 from tests import claude_code_shapes as cc
-from tests.conftest import finished_line, post_and_leave_after
-from tests.translate_cases import check_anthropic_stream
+from tests.conftest import finished_line, post_and_leave_after, user_message
+from tests.translate_cases import check_anthropic_stream, sse_bytes
 
 RULES = """
 version: 1
@@ -365,9 +365,6 @@ async def openai_router(aiohttp_server, upstream):
     return await router_with_plugins(aiohttp_server, upstream.url)
 
 
-USER_HI = [{"role": "user", "content": "hi"}]
-
-
 def openai_client(router: Any) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=str(router.make_url("/v1")), api_key="none", max_retries=0)
 
@@ -478,12 +475,12 @@ MISSHAPEN_MESSAGE = {
     "stop_reason": "end_turn",
     "usage": {"input_tokens": 1, "output_tokens": 1},
 }
-MISSHAPEN_STREAM = b"".join(
-    f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
-    for event in [
+MISSHAPEN_STREAM = sse_bytes(
+    [
         {"type": "message_start", "message": {**MISSHAPEN_MESSAGE, "content": []}},
         {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": 1}},
-    ]
+    ],
+    done=False,
 )
 
 
@@ -508,10 +505,12 @@ async def test_an_upstream_answer_with_a_field_of_the_wrong_type_is_the_upstream
     async with openai_client(router) as client:
         with pytest.raises(openai.APIError) as caught:
             if stream:
-                async for _ in await client.chat.completions.create(model="m", messages=USER_HI, stream=True):
+                async for _ in await client.chat.completions.create(
+                    model="m", messages=user_message("hi"), stream=True
+                ):
                     pass
             else:
-                await client.chat.completions.create(model="m", messages=USER_HI)
+                await client.chat.completions.create(model="m", messages=user_message("hi"))
     if stream:
         assert "cannot be read (content_block.text: expected a string)" in caught.value.message
     else:

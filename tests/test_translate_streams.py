@@ -683,8 +683,8 @@ def test_any_upstream_stream_is_translated_or_ends_in_an_error_event(chunks):
 )
 def test_an_anthropic_upstream_text_that_is_not_a_string_is_an_error_event(event):
     """A text that is not a string is an unreadable event: each client gets an error event naming
-    it, not a number or a Python repr glued into its answer (and not a router exception, as a non-string first text
-    once was in the Responses encoder)."""
+    it, not a number or a Python repr glued into its answer (and not a router exception, as a
+    non-string first text once was in the Responses encoder)."""
     opening = {"type": "message_start", "message": {"id": "msg_1", "model": "m", "usage": {"input_tokens": 1}}}
     start = {"type": "content_block_start", "index": 0, "content_block": {"type": "text"}}
     data = sse_bytes([opening, start, event], done=False)
